@@ -1,0 +1,175 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/signalrd/signalrd/server"
+)
+
+// fileConfig is the YAML/env/flag shape; it is converted to server.Config and never leaves cmd.
+type fileConfig struct {
+	Listen          string         `mapstructure:"listen"`
+	Endpoint        string         `mapstructure:"endpoint"`
+	AccessKey       string         `mapstructure:"access-key"`
+	AllowDevKey     bool           `mapstructure:"allow-dev-key"`
+	LogLevel        string         `mapstructure:"log-level"`
+	ShutdownTimeout time.Duration  `mapstructure:"shutdown-timeout"`
+	Defaults        fileSettings   `mapstructure:"defaults"`
+	Instances       []fileInstance `mapstructure:"instances"`
+}
+
+type fileInstance struct {
+	Name         string       `mapstructure:"name"`
+	Hosts        []string     `mapstructure:"hosts"`
+	Default      bool         `mapstructure:"default"`
+	PrimaryKey   string       `mapstructure:"primary-key"`
+	SecondaryKey string       `mapstructure:"secondary-key"`
+	Settings     fileSettings `mapstructure:"settings"`
+}
+
+type fileSettings struct {
+	MaxMessageSize   int           `mapstructure:"max-message-size"`
+	OutboxBytes      int           `mapstructure:"outbox-bytes"`
+	HandshakeTimeout time.Duration `mapstructure:"handshake-timeout"`
+	NegotiateTimeout time.Duration `mapstructure:"negotiate-timeout"`
+	ServerKeepAlive  time.Duration `mapstructure:"server-keep-alive"`
+	ServerTimeout    time.Duration `mapstructure:"server-timeout"`
+	TokenSkew        time.Duration `mapstructure:"token-skew"`
+}
+
+func (s fileSettings) toServer() server.Settings {
+	return server.Settings{
+		MaxMessageSize:   s.MaxMessageSize,
+		OutboxBytes:      s.OutboxBytes,
+		HandshakeTimeout: s.HandshakeTimeout,
+		NegotiateTimeout: s.NegotiateTimeout,
+		ServerKeepAlive:  s.ServerKeepAlive,
+		ServerTimeout:    s.ServerTimeout,
+		TokenSkew:        s.TokenSkew,
+	}
+}
+
+// bindCommonFlags declares the flags every command that needs the configuration shares.
+func bindCommonFlags(fs *pflag.FlagSet) {
+	fs.String("config", "", "YAML config file (see docs/config.md)")
+	fs.String("listen", "localhost:8888", "address to listen on (host:port)")
+	fs.String("access-key", "", "access key of the default instance (default: the built-in development key)")
+	fs.String("endpoint", "", "Endpoint printed in the connection string (default http://<listen host>)")
+	fs.Bool("allow-dev-key", false, "allow the built-in development key on a non-loopback address")
+	fs.String("log-level", "info", "log level: debug, info, warn, error")
+}
+
+// loadConfig merges defaults, the config file, SIGNALRD_* environment variables and flags.
+func loadConfig(fs *pflag.FlagSet) (fileConfig, error) {
+	v := viper.New()
+	v.SetEnvPrefix("SIGNALRD")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	v.SetDefault("listen", "localhost:8888")
+	v.SetDefault("log-level", "info")
+	for _, name := range []string{"listen", "access-key", "endpoint", "allow-dev-key", "log-level"} {
+		if f := fs.Lookup(name); f != nil {
+			if err := v.BindPFlag(name, f); err != nil {
+				return fileConfig{}, fmt.Errorf("bind flag %s: %w", name, err)
+			}
+		}
+	}
+	path, _ := fs.GetString("config")
+	if path == "" {
+		path = v.GetString("config")
+	}
+	if path != "" {
+		v.SetConfigFile(path)
+		if err := v.ReadInConfig(); err != nil {
+			return fileConfig{}, fmt.Errorf("read config %s: %w", path, err)
+		}
+	}
+	var fc fileConfig
+	if err := v.Unmarshal(&fc); err != nil {
+		return fileConfig{}, fmt.Errorf("decode config: %w", err)
+	}
+	return fc, nil
+}
+
+// toServerConfig converts the merged configuration. --access-key keys the default instance.
+func (fc fileConfig) toServerConfig(log *slog.Logger) (server.Config, error) {
+	cfg := server.Config{
+		Listen:                  fc.Listen,
+		AllowDevKeyOnAnyAddress: fc.AllowDevKey,
+		Defaults:                fc.Defaults.toServer(),
+		Logger:                  log,
+		ShutdownTimeout:         fc.ShutdownTimeout,
+	}
+	for _, in := range fc.Instances {
+		cfg.Instances = append(cfg.Instances, server.InstanceConfig{
+			Name: in.Name, Hosts: in.Hosts, Default: in.Default,
+			PrimaryKey: in.PrimaryKey, SecondaryKey: in.SecondaryKey, Settings: in.Settings.toServer(),
+		})
+	}
+	if fc.AccessKey != "" {
+		switch {
+		case len(cfg.Instances) == 0:
+			cfg.Instances = []server.InstanceConfig{{Name: "default", Default: true, PrimaryKey: fc.AccessKey}}
+		case len(cfg.Instances) == 1:
+			cfg.Instances[0].PrimaryKey = fc.AccessKey
+		default:
+			return cfg, errors.New("--access-key is ambiguous with several instances: set keys in the config file")
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+// defaultInstance returns the instance that answers any host, and its primary key.
+func defaultKey(cfg server.Config) (string, error) {
+	if len(cfg.Instances) == 0 {
+		return server.DevAccessKey, nil
+	}
+	for _, in := range cfg.Instances {
+		if in.Default || len(cfg.Instances) == 1 {
+			if in.PrimaryKey != "" {
+				return in.PrimaryKey, nil
+			}
+			if in.SecondaryKey != "" {
+				return in.SecondaryKey, nil
+			}
+			return server.DevAccessKey, nil
+		}
+	}
+	return "", errors.New("no default instance: give --endpoint and a key from the config")
+}
+
+// publicEndpoint is the Endpoint of the printed connection string and its port.
+func publicEndpoint(fc fileConfig, addr string) (string, int) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		host, portStr = addr, "80"
+	}
+	port := 0
+	fmt.Sscanf(portStr, "%d", &port)
+	if fc.Endpoint != "" {
+		return strings.TrimRight(fc.Endpoint, "/"), port
+	}
+	ip := net.ParseIP(host)
+	if host == "" || host == "localhost" || (ip != nil && (ip.IsLoopback() || ip.IsUnspecified())) {
+		host = "localhost"
+	} else if ip != nil && ip.To4() == nil {
+		host = "[" + host + "]"
+	}
+	return "http://" + host, port
+}
+
+func newLogger(level string, w interface{ Write([]byte) (int, error) }) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

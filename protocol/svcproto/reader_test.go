@@ -1,0 +1,155 @@
+package svcproto
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/signalrd/signalrd/protocol"
+)
+
+// unknownFrames are well-framed messages with type ids this package does not know.
+var unknownFrames = [][]byte{
+	{0x91, 0x00},
+	{0x92, 41, 0xa3, 'n', 'e', 'w'},
+	{0x93, 0xcc, 200, 0xc4, 1, 0xff, 0x80},
+	{0x91, 0xff},
+}
+
+// drain reads messages until ErrIncomplete; any other error fails the test.
+func drain(t *testing.T, r *Reader, out []Message) []Message {
+	t.Helper()
+	for {
+		m, err := r.Next()
+		if err == protocol.ErrIncomplete {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("Next: %v", err)
+		}
+		out = append(out, m)
+	}
+}
+
+// TestReaderChunks feeds all vectors, with unknown-type frames between them, in chunks of every
+// size from 1 byte to the whole stream, and expects the vectors' messages in order.
+func TestReaderChunks(t *testing.T) {
+	t.Parallel()
+	vs := loadVectors(t)
+	var data []byte
+	var want []Message
+	for i, v := range vs {
+		data = protocol.AppendFrame(data, unknownFrames[i%len(unknownFrames)])
+		data = append(data, v.framed...)
+		m, err := Decode(v.body)
+		if err != nil {
+			t.Fatalf("%s: %v", v.Name, err)
+		}
+		want = append(want, m)
+	}
+	for _, zeroCopy := range []bool{false, true} {
+		for size := 1; size <= len(data); size++ {
+			r := Reader{Max: 1 << 10, ZeroCopy: zeroCopy}
+			var got []Message
+			for off := 0; off < len(data); off += size {
+				r.Write(data[off:min(off+size, len(data))])
+				if zeroCopy { // payloads are only valid until the next Write: compare now
+					for _, m := range drain(t, &r, nil) {
+						if w := want[len(got)]; !reflect.DeepEqual(m, w) {
+							t.Fatalf("zero-copy chunk size %d: message %d\n got %#v\nwant %#v", size, len(got), m, w)
+						}
+						got = append(got, nil)
+					}
+				} else {
+					got = drain(t, &r, got)
+				}
+			}
+			if len(got) != len(want) || r.Buffered() != 0 {
+				t.Fatalf("chunk size %d: got %d messages, %d bytes left; want %d, 0", size, len(got), r.Buffered(), len(want))
+			}
+			if !zeroCopy && !reflect.DeepEqual(got, want) {
+				t.Fatalf("chunk size %d: messages differ", size)
+			}
+		}
+	}
+}
+
+func TestReaderOversize(t *testing.T) {
+	t.Parallel()
+	small, _ := AppendFrame(nil, ConnectionData{ConnectionID: "c", Payload: make([]byte, 8)}) // 15-byte body
+	big, _ := AppendFrame(nil, ConnectionData{ConnectionID: "c", Payload: make([]byte, 10)})  // 17-byte body
+	r := Reader{Max: 16}
+	r.Write(small)
+	r.Write(big[:1]) // the prefix alone is enough to reject the frame
+	if m, err := r.Next(); err != nil || m.Type() != TypeConnectionData {
+		t.Fatalf("first Next = %v, %v", m, err)
+	}
+	for range 2 { // the error is sticky: the stream cannot be resynchronised
+		if _, err := r.Next(); !errors.Is(err, protocol.ErrTooLarge) {
+			t.Fatalf("Next = %v, want ErrTooLarge", err)
+		}
+	}
+}
+
+func TestReaderBadLength(t *testing.T) {
+	t.Parallel()
+	var r Reader
+	r.Write([]byte{0xff, 0xff, 0xff, 0xff, 0x7f})
+	if _, err := r.Next(); !errors.Is(err, protocol.ErrBadLength) {
+		t.Fatalf("Next = %v, want ErrBadLength", err)
+	}
+}
+
+// TestReaderMalformedThenContinue checks a malformed body consumes its frame only.
+func TestReaderMalformedThenContinue(t *testing.T) {
+	t.Parallel()
+	var r Reader
+	data := protocol.AppendFrame(nil, []byte{0x92, 6, 0xa1}) // ConnectionData, truncated
+	data, _ = AppendFrame(data, Ping{})
+	r.Write(data)
+	if _, err := r.Next(); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Next = %v, want ErrMalformed", err)
+	}
+	if m, err := r.Next(); err != nil || m.Type() != TypePing {
+		t.Fatalf("Next after malformed = %v, %v; want Ping", m, err)
+	}
+	if _, err := r.Next(); err != protocol.ErrIncomplete {
+		t.Fatalf("Next = %v, want ErrIncomplete", err)
+	}
+}
+
+// TestReaderCopiesPayloads checks that by default payloads survive later writes.
+func TestReaderCopiesPayloads(t *testing.T) {
+	t.Parallel()
+	var r Reader
+	frame, _ := AppendFrame(nil, ConnectionData{ConnectionID: "c", Payload: []byte("first")})
+	r.Write(frame)
+	m, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Reset-and-reuse of the internal buffer would overwrite the aliased bytes.
+	other, _ := AppendFrame(nil, ConnectionData{ConnectionID: "c", Payload: []byte("XXXXX")})
+	for range 3 {
+		r.Write(other)
+		drain(t, &r, nil)
+	}
+	if got := m.(ConnectionData).Payload; !bytes.Equal(got, []byte("first")) {
+		t.Errorf("retained payload = %q, want %q", got, "first")
+	}
+}
+
+func TestReaderZeroValue(t *testing.T) {
+	t.Parallel()
+	var r Reader
+	if _, err := r.Next(); err != protocol.ErrIncomplete {
+		t.Fatalf("empty Next = %v", err)
+	}
+	for _, f := range unknownFrames {
+		r.Write(protocol.AppendFrame(nil, f))
+	}
+	if _, err := r.Next(); err != protocol.ErrIncomplete {
+		t.Fatalf("Next over unknown types = %v, want ErrIncomplete", err)
+	}
+}

@@ -1,0 +1,37 @@
+// Package appserver is a Go app-server SDK for signalrd (and Azure SignalR Service): it connects
+// Go hubs to the service over the Azure SignalR service protocol and behaves on the wire like the
+// .NET SDK Microsoft.Azure.SignalR (ASP.NET Core flavour, 1.26+), so a service written for that
+// SDK cannot tell the two apart.
+//
+// What it reproduces (service-protocol.md §1, §2, §4.1, §5, §7):
+//
+//   - ConnectionCount (default 5) WebSockets per hub to {ServerEndpoint}server/?hub=<id>&cid=<uuid>
+//     with the SDK's headers and server token, the 7-element HandshakeRequest, the 15 s handshake
+//     timeout, reconnect back-off 1,2,4,8,16,32,60 s plus 0–1 s jitter, the 30 s service timeout,
+//     the "#clientInHub"/"#client" keep-alive ping (only when data arrives and the last ping is
+//     older than 5 s), the hub-wide "status" ping every 10 s, "echo", "offline", "shutdown/finack",
+//     ServiceError, ConnectionFlowControl;
+//   - a virtual hub connection per OpenConnection: the app server performs the hub handshake,
+//     answers with exactly one complete hub frame per ConnectionData (dataMessageType 1/2/3/4),
+//     runs OnConnected / hub methods / OnDisconnected, pings every 15 s and times a silent
+//     client out after 30 s like ASP.NET Core's HubConnectionHandler;
+//   - fan-out (BroadcastData, MultiConnectionData, UserData, MultiUserData, GroupBroadcastData,
+//     MultiGroupBroadcastData) with one payload per supported hub protocol, group and user-group
+//     membership with acks (10 s timeout, process-wide ack ids from 1), and the negotiate
+//     redirect with a signed client token.
+//
+// Concurrency: Server, HubContext, Clients, Groups, UserGroups and ClientProxy are safe for
+// concurrent use. A Hub must be fully configured (On, callbacks, options) before Start. Hub
+// methods of one client connection run one at a time, in arrival order, on that connection's
+// goroutine (MaximumParallelInvocationsPerClient = 1); different connections run in parallel.
+// A Context belongs to one client connection and may be used from any goroutine while the
+// connection lives.
+//
+// Blocking: Start does not block (use Ready to wait for the sockets); Send blocks until the
+// message is written to a socket; Groups/UserGroups operations and the existence checks block
+// until the service's Ack arrives (or 10 s pass); Shutdown blocks until graceful shutdown ends or
+// its context expires. No callback is ever invoked while an internal lock is held.
+//
+// Lock order: Server.mu → hubRuntime.mu → clientConn.mu. No lock is held across socket I/O; the
+// per-socket write lock is a channel so waiting writers can give up on their context.
+package appserver

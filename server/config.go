@@ -1,0 +1,204 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// DevAccessKey is the built-in development key (the same fixed key the official emulator uses).
+// It is refused on non-loopback addresses unless Config.AllowDevKeyOnAnyAddress is set.
+const DevAccessKey = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH"
+
+// Config configures a Server. The zero value is usable: it listens on localhost:8888 with one
+// default instance keyed by DevAccessKey.
+type Config struct {
+	// Listen is the client and server endpoint address. Default "localhost:8888".
+	Listen string
+	// AllowDevKeyOnAnyAddress permits DevAccessKey on a non-loopback Listen address.
+	AllowDevKeyOnAnyAddress bool
+	// Instances are the tenants. Empty: one default instance with DevAccessKey.
+	Instances []InstanceConfig
+	// Defaults apply to every instance; an instance's own non-zero Settings override them.
+	Defaults Settings
+	// Logger receives structured logs. Default: discard.
+	Logger *slog.Logger
+	// ShutdownTimeout bounds the graceful part of shutdown. Default 10 s.
+	ShutdownTimeout time.Duration
+}
+
+// InstanceConfig is one tenant: an Azure SignalR resource.
+type InstanceConfig struct {
+	// Name identifies the instance in logs and metrics. Required when several instances exist.
+	Name string
+	// Hosts are matched case-insensitively against the request Host (port ignored).
+	Hosts []string
+	// Default makes this instance answer any host no other instance claims. With one instance it
+	// is implied.
+	Default bool
+	// PrimaryKey and SecondaryKey are the access keys; tokens signed with either are accepted.
+	// Default for a sole instance without keys: DevAccessKey.
+	PrimaryKey   string
+	SecondaryKey string
+	// Settings override Config.Defaults for this instance.
+	Settings Settings
+}
+
+// Settings are per-instance tunables; zero means the documented default.
+type Settings struct {
+	// MaxMessageSize bounds one hub message from a client and one service message from an app
+	// server. Default 2 MiB (clients), the app-server bound is 16 times that.
+	MaxMessageSize int
+	// OutboxBytes bounds what may be queued for one client before it is closed as a slow
+	// consumer. Default 8 MiB.
+	OutboxBytes int
+	// HandshakeTimeout bounds the client's hub handshake; a token's asrs.s.cht overrides it.
+	// Default 15 s.
+	HandshakeTimeout time.Duration
+	// NegotiateTimeout is how long a negotiated connection id stays valid unused. Default 15 s.
+	NegotiateTimeout time.Duration
+	// ServerKeepAlive is the ping interval on app-server links. Default 5 s.
+	ServerKeepAlive time.Duration
+	// ServerTimeout closes an app-server link that sent nothing for that long. Default 30 s.
+	ServerTimeout time.Duration
+	// TokenSkew is the clock skew allowed on token exp/nbf. Default 5 min.
+	TokenSkew time.Duration
+}
+
+func (s Settings) merged(over Settings) Settings {
+	if over.MaxMessageSize != 0 {
+		s.MaxMessageSize = over.MaxMessageSize
+	}
+	if over.OutboxBytes != 0 {
+		s.OutboxBytes = over.OutboxBytes
+	}
+	if over.HandshakeTimeout != 0 {
+		s.HandshakeTimeout = over.HandshakeTimeout
+	}
+	if over.NegotiateTimeout != 0 {
+		s.NegotiateTimeout = over.NegotiateTimeout
+	}
+	if over.ServerKeepAlive != 0 {
+		s.ServerKeepAlive = over.ServerKeepAlive
+	}
+	if over.ServerTimeout != 0 {
+		s.ServerTimeout = over.ServerTimeout
+	}
+	if over.TokenSkew != 0 {
+		s.TokenSkew = over.TokenSkew
+	}
+	return s
+}
+
+func defaultSettings() Settings {
+	return Settings{
+		MaxMessageSize:   2 << 20,
+		OutboxBytes:      8 << 20,
+		HandshakeTimeout: 15 * time.Second,
+		NegotiateTimeout: 15 * time.Second,
+		ServerKeepAlive:  5 * time.Second,
+		ServerTimeout:    30 * time.Second,
+		TokenSkew:        5 * time.Minute,
+	}
+}
+
+// withDefaults returns a copy with every default filled in.
+func (c Config) withDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = "localhost:8888"
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Defaults = defaultSettings().merged(c.Defaults)
+	if len(c.Instances) == 0 {
+		c.Instances = []InstanceConfig{{Name: "default", Default: true}}
+	} else {
+		c.Instances = append([]InstanceConfig(nil), c.Instances...)
+	}
+	if len(c.Instances) == 1 {
+		c.Instances[0].Default = true
+		if c.Instances[0].Name == "" {
+			c.Instances[0].Name = "default"
+		}
+		if c.Instances[0].PrimaryKey == "" && c.Instances[0].SecondaryKey == "" {
+			c.Instances[0].PrimaryKey = DevAccessKey
+		}
+	}
+	return c
+}
+
+// UsesDevKey reports whether any instance is keyed by DevAccessKey.
+func (c Config) UsesDevKey() bool {
+	for _, in := range c.withDefaults().Instances {
+		if in.PrimaryKey == DevAccessKey || in.SecondaryKey == DevAccessKey {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate lists every problem in the configuration.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	names := map[string]bool{}
+	hosts := map[string]string{}
+	defaults := 0
+	for i, in := range c.Instances {
+		label := fmt.Sprintf("instances[%d]", i)
+		if in.Name == "" {
+			errs = append(errs, fmt.Errorf("%s: name is required when several instances are configured", label))
+		} else if names[in.Name] {
+			errs = append(errs, fmt.Errorf("%s: duplicate instance name %q", label, in.Name))
+		}
+		names[in.Name] = true
+		if in.PrimaryKey == "" && in.SecondaryKey == "" {
+			errs = append(errs, fmt.Errorf("%s (%s): at least one access key is required", label, in.Name))
+		}
+		if in.Default {
+			defaults++
+		}
+		for _, h := range in.Hosts {
+			h = normalizeHost(h)
+			if h == "" {
+				errs = append(errs, fmt.Errorf("%s (%s): empty host name", label, in.Name))
+				continue
+			}
+			if other, ok := hosts[h]; ok {
+				errs = append(errs, fmt.Errorf("%s (%s): host %q already belongs to instance %q", label, in.Name, h, other))
+			}
+			hosts[h] = in.Name
+		}
+		if len(in.Hosts) == 0 && !in.Default {
+			errs = append(errs, fmt.Errorf("%s (%s): an instance needs hosts or default: true", label, in.Name))
+		}
+		s := c.Defaults.merged(in.Settings)
+		if s.MaxMessageSize < 0 || s.OutboxBytes < 0 {
+			errs = append(errs, fmt.Errorf("%s (%s): sizes must not be negative", label, in.Name))
+		}
+		if s.HandshakeTimeout < 0 || s.NegotiateTimeout < 0 || s.ServerKeepAlive < 0 || s.ServerTimeout < 0 {
+			errs = append(errs, fmt.Errorf("%s (%s): durations must not be negative", label, in.Name))
+		}
+	}
+	if defaults > 1 {
+		errs = append(errs, errors.New("instances: at most one instance may be the default"))
+	}
+	if !c.AllowDevKeyOnAnyAddress && c.UsesDevKey() && !isLoopbackListen(c.Listen) {
+		errs = append(errs, fmt.Errorf("listen %q is not a loopback address and the built-in development key is in use: set an access key, or allow the dev key explicitly", c.Listen))
+	}
+	return errors.Join(errs...)
+}
+
+func normalizeHost(h string) string {
+	h = strings.ToLower(strings.TrimSpace(h))
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
+		h = h[:i]
+	}
+	return strings.Trim(h, "[]")
+}

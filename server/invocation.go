@@ -1,0 +1,104 @@
+package server
+
+import (
+	"github.com/signalrd/signalrd/protocol/svcproto"
+)
+
+// pendingInvocation is a client-result invocation ("InvokeAsync" on a client) awaiting its
+// completion (service-protocol §2.7).
+type pendingInvocation struct {
+	hub      *hubState
+	client   *client
+	caller   string // server id of the invoking app server
+	hostedBy string // server id hosting the client
+}
+
+// onClientInvocation delivers the invocation to the client and, when another app server hosts
+// that client, forwards it there so that server relays the client's completion.
+func (l *link) onClientInvocation(m svcproto.ClientInvocation) {
+	c, ok := l.hub.client(m.ConnectionID)
+	if !ok {
+		l.sendControl(svcproto.ErrorCompletion{
+			InvocationID: m.InvocationID, ConnectionID: m.ConnectionID, CallerServerID: m.CallerServerID,
+			Error: "Connection '" + m.ConnectionID + "' does not exist.",
+		})
+		return
+	}
+	host := c.link.Load()
+	inv := &pendingInvocation{hub: l.hub, client: c, caller: m.CallerServerID}
+	if host != nil {
+		inv.hostedBy = host.serverID
+	}
+	l.in.invMu.Lock()
+	l.in.invocations[invKey(m.CallerServerID, m.InvocationID)] = inv
+	l.in.invMu.Unlock()
+	if host != nil && host.serverID != m.CallerServerID {
+		host.sendControl(svcproto.ClientInvocation{
+			InvocationID: m.InvocationID, ConnectionID: m.ConnectionID, CallerServerID: m.CallerServerID,
+			Payloads: m.Payloads, Ext: m.Ext,
+		})
+	}
+	if b, ok := m.Payloads.Get(c.protocol); ok {
+		c.Send(b)
+	}
+}
+
+// invKey scopes invocation ids by caller: ids are only unique within one app server.
+func invKey(caller, id string) string { return caller + "\x00" + id }
+
+// completeInvocation routes a completion reported by server `from` to the caller.
+func (in *instance) completeInvocation(caller, id, from string, m svcproto.Message) {
+	in.invMu.Lock()
+	inv, ok := in.invocations[invKey(caller, id)]
+	if ok {
+		delete(in.invocations, invKey(caller, id))
+	}
+	in.invMu.Unlock()
+	if !ok || inv.caller == from {
+		return
+	}
+	if l := inv.hub.linkToServer(inv.caller); l != nil {
+		l.sendControl(m)
+	}
+}
+
+// failInvocationsOf fails the pending invocations of a client that went away.
+func (in *instance) failInvocationsOf(c *client, reason string) {
+	if reason == "" {
+		reason = "Connection '" + c.id + "' disconnected."
+	}
+	in.failInvocations(func(p *pendingInvocation) bool { return p.client == c }, reason)
+}
+
+// failInvocationsVia fails invocations whose client was hosted through a lost link's server
+// when that server has no link left.
+func (in *instance) failInvocationsVia(l *link) {
+	if l.hub.linkToServer(l.serverID) != nil {
+		return
+	}
+	in.failInvocations(func(p *pendingInvocation) bool { return p.hub == l.hub && p.hostedBy == l.serverID },
+		"The app server hosting the connection disconnected.")
+}
+
+func (in *instance) failInvocations(match func(*pendingInvocation) bool, reason string) {
+	type failed struct {
+		id  string
+		inv *pendingInvocation
+	}
+	var out []failed
+	in.invMu.Lock()
+	for key, p := range in.invocations {
+		if match(p) {
+			out = append(out, failed{key[len(p.caller)+1:], p})
+			delete(in.invocations, key)
+		}
+	}
+	in.invMu.Unlock()
+	for _, f := range out {
+		if l := f.inv.hub.linkToServer(f.inv.caller); l != nil {
+			l.sendControl(svcproto.ErrorCompletion{
+				InvocationID: f.id, ConnectionID: f.inv.client.id, CallerServerID: f.inv.caller, Error: reason,
+			})
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/signalrd/signalrd/auth"
+)
+
+// transport bits of asrs.s.htt (HttpTransportType).
+const (
+	transportWebSockets       = 1
+	transportServerSentEvents = 2
+	transportLongPolling      = 4
+)
+
+type availableTransport struct {
+	Transport       string   `json:"transport"`
+	TransferFormats []string `json:"transferFormats"`
+}
+
+type negotiateResponse struct {
+	NegotiateVersion    int                  `json:"negotiateVersion"`
+	ConnectionID        string               `json:"connectionId"`
+	ConnectionToken     string               `json:"connectionToken,omitempty"`
+	AvailableTransports []availableTransport `json:"availableTransports"`
+}
+
+// transportsFor lists the transports this node serves, in the official order, filtered by the
+// token's asrs.s.htt bitmask.
+func transportsFor(tok *auth.Token) []availableTransport {
+	mask := transportWebSockets
+	if v, ok := tok.Claim(auth.ClaimTransports); ok {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			mask &= n
+		}
+	}
+	out := []availableTransport{}
+	if mask&transportWebSockets != 0 {
+		out = append(out, availableTransport{"WebSockets", []string{"Text", "Binary"}})
+	}
+	return out
+}
+
+func (s *Server) handleNegotiate(w http.ResponseWriter, r *http.Request, in *instance) {
+	if cors(w, r, "POST") {
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		textError(w, http.StatusMethodNotAllowed, "Method not allowed: negotiate requires POST.")
+		return
+	}
+	hub, ok := hubParam(w, r)
+	if !ok {
+		return
+	}
+	tok, ok := in.verify(w, r, auth.KindClient, hub)
+	if !ok {
+		return
+	}
+	version := 0
+	if v := r.URL.Query().Get("negotiateVersion"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeJSON(w, http.StatusOK, map[string]string{"error": "The client requested an invalid protocol version '" + v + "'"})
+			return
+		}
+		version = min(n, 1)
+	}
+	h := in.hub(hub)
+	if mode, sid := tok.Sticky(); mode == auth.StickyRequired && !h.serverConnected(sid) {
+		writeJSON(w, http.StatusOK, map[string]string{"error": "The app server this client must use (sticky mode Required) is not connected to the service."})
+		return
+	}
+	if !h.hasServer() {
+		writeJSON(w, http.StatusOK, map[string]string{"error": noServerText(hub)})
+		return
+	}
+	id := newID()
+	resp := negotiateResponse{NegotiateVersion: version, ConnectionID: id, AvailableTransports: transportsFor(tok)}
+	token := id
+	if version >= 1 {
+		token = newID()
+		resp.ConnectionToken = token
+	}
+	in.addPending(token, &pendingConn{id: id, hub: hub, expires: time.Now().Add(in.settings.NegotiateTimeout)})
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func noServerText(hub string) string {
+	return "No app server is connected to hub '" + hub + "'. The service is in Default mode: start the app server, or check its connection string."
+}

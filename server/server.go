@@ -1,0 +1,171 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Server is one signalrd node.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	instances []*instance
+	byHost    map[string]*instance
+	fallback  *instance
+	mux       *http.ServeMux
+
+	// ctx is cancelled when the server stops; connection goroutines derive from it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // connection goroutines
+}
+
+// New validates cfg and builds a server. It starts no goroutines until Serve or Run.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("server: invalid config: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, log: cfg.Logger, byHost: map[string]*instance{}, ctx: ctx, cancel: cancel}
+	for _, ic := range cfg.Instances {
+		in := newInstance(s, ic, cfg.Defaults.merged(ic.Settings))
+		s.instances = append(s.instances, in)
+		for _, h := range ic.Hosts {
+			s.byHost[normalizeHost(h)] = in
+		}
+		if ic.Default {
+			s.fallback = in
+		}
+	}
+	s.mux = s.routes()
+	return s, nil
+}
+
+// Handler is the HTTP handler serving clients, app servers and the REST API.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// instanceFor picks the tenant by Host header; nil when no instance claims the host.
+func (s *Server) instanceFor(r *http.Request) *instance {
+	if in, ok := s.byHost[normalizeHost(r.Host)]; ok {
+		return in
+	}
+	return s.fallback
+}
+
+// Serve serves on l until ctx ends, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return s.ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	for _, in := range s.instances {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			in.housekeeping(s.ctx)
+		}()
+	}
+	select {
+	case err := <-errc:
+		s.stop()
+		return fmt.Errorf("server: serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	// Hijacked WebSockets are not tracked by http.Server: close them through our own context.
+	for _, in := range s.instances {
+		in.closeAll("Service is shutting down.")
+	}
+	err := hs.Shutdown(sctx)
+	s.stop()
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("server: shutdown: %w", err)
+	}
+	return nil
+}
+
+// stop cancels every connection and waits for their goroutines.
+func (s *Server) stop() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+// Run listens on cfg.Listen and serves until ctx ends. ready, when non-nil, receives the bound
+// address once listening.
+func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
+	l, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("server: listen: %w", err)
+	}
+	if ready != nil {
+		ready(l.Addr())
+	}
+	return s.Serve(ctx, l)
+}
+
+// go runs f as a connection goroutine owned by the server.
+func (s *Server) goConn(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+func (s *Server) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/client/negotiate", s.withInstance(s.handleNegotiate))
+	mux.HandleFunc("/client/negotiate/", s.withInstance(s.handleNegotiate))
+	mux.HandleFunc("/client", s.withInstance(s.handleClient))
+	mux.HandleFunc("/client/", s.withInstance(s.handleClient))
+	mux.HandleFunc("/server", s.withInstance(s.handleServer))
+	mux.HandleFunc("/server/", s.withInstance(s.handleServer))
+	mux.HandleFunc("/api/health", handleHealth)
+	mux.HandleFunc("/api/v1/health", handleHealth)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "Not found.", http.StatusNotFound)
+	})
+	return mux
+}
+
+func (s *Server) withInstance(h func(http.ResponseWriter, *http.Request, *instance)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		in := s.instanceFor(r)
+		if in == nil {
+			http.Error(w, fmt.Sprintf("No SignalR instance serves host '%s'.", hostOnly(r.Host)), http.StatusNotFound)
+			return
+		}
+		h(w, r, in)
+	}
+}
+
+func hostOnly(h string) string {
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
+		return h[:i]
+	}
+	return h
+}
+
+func handleHealth(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "Method not allowed.", http.StatusMethodNotAllowed)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}

@@ -1,0 +1,141 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+var (
+	// ErrClosed is returned when pushing to a closed outbox.
+	ErrClosed = errors.New("transport: outbox closed")
+	// ErrOverrun means the outbox went over its byte bound: the peer is a slow consumer.
+	ErrOverrun = errors.New("transport: outbox overrun (slow consumer)")
+)
+
+// Outbox is a FIFO of whole frames bounded in bytes. A frame larger than the bound is still
+// accepted when the outbox is empty, so one big message never counts as a slow consumer.
+type Outbox struct {
+	max int
+
+	mu      sync.Mutex
+	frames  [][]byte
+	size    int
+	closed  bool // no more pushes; what is queued is still drained
+	overrun bool
+	ready   chan struct{} // signalled (cap 1) when frames arrive or state changes
+	space   chan struct{} // closed and replaced whenever the outbox is drained
+}
+
+// NewOutbox returns an outbox holding at most max bytes (max <= 0: unbounded).
+func NewOutbox(max int) *Outbox {
+	return &Outbox{max: max, ready: make(chan struct{}, 1), space: make(chan struct{})}
+}
+
+func (o *Outbox) signal() {
+	select {
+	case o.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (o *Outbox) fits(n int) bool { return o.max <= 0 || o.size == 0 || o.size+n <= o.max }
+
+// Push queues a frame without blocking. Over the bound it marks the outbox overrun, closes it and
+// returns false; the pump then reports ErrOverrun.
+func (o *Outbox) Push(frame []byte) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return false
+	}
+	if !o.fits(len(frame)) {
+		o.overrun = true
+		o.closed = true
+		o.frames = nil
+		o.size = 0
+		o.signal()
+		return false
+	}
+	o.frames = append(o.frames, frame)
+	o.size += len(frame)
+	o.signal()
+	return true
+}
+
+// PushWait queues a frame, waiting while more than limit bytes are queued. It is for producers that
+// should feel back-pressure (client data flowing to one app-server link), never for fan-out. It
+// ignores the outbox's own bound, so it never overruns the outbox.
+func (o *Outbox) PushWait(ctx context.Context, limit int, frame []byte) error {
+	for {
+		o.mu.Lock()
+		if o.closed {
+			o.mu.Unlock()
+			return ErrClosed
+		}
+		if limit <= 0 || o.size == 0 || o.size+len(frame) <= limit {
+			o.frames = append(o.frames, frame)
+			o.size += len(frame)
+			o.signal()
+			o.mu.Unlock()
+			return nil
+		}
+		space := o.space
+		o.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Ready is signalled when frames may be available.
+func (o *Outbox) Ready() <-chan struct{} { return o.ready }
+
+// Take moves every queued frame to buf (which it reuses) and reports whether the outbox is closed
+// and drained (done) and whether it was overrun.
+func (o *Outbox) Take(buf [][]byte) (frames [][]byte, done, overrun bool) {
+	clear(buf)
+	buf = buf[:0]
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.frames) > 0 {
+		frames, o.frames = o.frames, buf
+		o.size = 0
+		close(o.space)
+		o.space = make(chan struct{})
+	} else {
+		frames = buf
+	}
+	return frames, o.closed && len(o.frames) == 0, o.overrun
+}
+
+// Close stops further pushes; frames already queued are still drained by the pump.
+func (o *Outbox) Close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.closed {
+		o.closed = true
+		o.signal()
+	}
+}
+
+// Discard closes the outbox and drops what it holds (the peer is gone).
+func (o *Outbox) Discard() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed = true
+	o.frames = nil
+	o.size = 0
+	close(o.space)
+	o.space = make(chan struct{})
+	o.signal()
+}
+
+// Len is the number of bytes queued.
+func (o *Outbox) Len() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.size
+}
