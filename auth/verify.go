@@ -5,12 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
 	"math"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -311,42 +311,53 @@ type payload struct {
 	hasExp, hasNbf, hasIat bool
 }
 
-// parsePayload walks the payload object token by token so claim order and duplicate names
-// survive (a map would lose both).
+// parsePayload walks the payload object in order so claim order and duplicate names survive (a
+// map would lose both). json.Valid vouches for the syntax first, which lets the walk below be a
+// simple allocation-light scanner instead of encoding/json's token API.
 func parsePayload(data []byte) (payload, error) {
 	var p payload
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return p, err
+	if !json.Valid(data) {
+		return p, errors.New("payload is not valid JSON")
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+	i := skipWS(data, 0)
+	if data[i] != '{' {
 		return p, errors.New("payload is not a JSON object")
 	}
-	seen := make(map[string]bool, 4)
-	for dec.More() {
-		tok, err := dec.Token()
+	i = skipWS(data, i+1)
+	var seenExp, seenNbf, seenIat, seenAud bool
+	for data[i] != '}' {
+		keyEnd := stringEnd(data, i)
+		name, err := unquote(data[i:keyEnd])
 		if err != nil {
 			return p, err
 		}
-		name, ok := tok.(string)
-		if !ok {
-			return p, errors.New("payload key is not a string")
+		i = skipWS(data, keyEnd) + 1 // ':'
+		i = skipWS(data, i)
+		valEnd := valueEnd(data, i)
+		raw := data[i:valEnd]
+		i = skipWS(data, valEnd)
+		if data[i] == ',' {
+			i = skipWS(data, i+1)
 		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return p, err
-		}
-		raw = bytes.TrimSpace(raw)
+
+		var seen *bool
 		switch name {
-		case "exp", "nbf", "iat", "aud":
+		case "exp":
+			seen = &seenExp
+		case "nbf":
+			seen = &seenNbf
+		case "iat":
+			seen = &seenIat
+		case "aud":
+			seen = &seenAud
+		}
+		if seen != nil {
 			// A second exp/nbf/aud would make the token mean different things to different
 			// parsers; refuse instead of picking one.
-			if seen[name] {
+			if *seen {
 				return p, errors.New("duplicate " + name + " claim")
 			}
-			seen[name] = true
+			*seen = true
 		}
 		switch name {
 		case "exp":
@@ -364,19 +375,26 @@ func parsePayload(data []byte) (payload, error) {
 			if t, err := numericDate(raw); err == nil {
 				p.iat, p.hasIat = t, true
 			}
-		}
-		start := len(p.claims)
-		if len(raw) > 0 && raw[0] == '[' {
-			var elems []json.RawMessage
-			if err := json.Unmarshal(raw, &elems); err != nil {
-				return p, err
+		case "aud":
+			if raw[0] != '"' && raw[0] != '[' {
+				return p, errors.New("aud is not a string or array")
 			}
-			for _, e := range elems {
-				val, err := claimValue(e)
+		}
+
+		start := len(p.claims)
+		if raw[0] == '[' {
+			j := skipWS(raw, 1)
+			for raw[j] != ']' {
+				e := valueEnd(raw, j)
+				val, err := claimValue(raw[j:e])
 				if err != nil {
 					return p, err
 				}
 				p.claims = append(p.claims, Claim{name, val})
+				j = skipWS(raw, e)
+				if raw[j] == ',' {
+					j = skipWS(raw, j+1)
+				}
 			}
 		} else {
 			val, err := claimValue(raw)
@@ -389,18 +407,73 @@ func parsePayload(data []byte) (payload, error) {
 			for _, c := range p.claims[start:] {
 				p.aud = append(p.aud, c.Value)
 			}
-			if len(raw) > 0 && raw[0] != '"' && raw[0] != '[' {
-				return p, errors.New("aud is not a string or array")
-			}
 		}
 	}
-	if _, err := dec.Token(); err != nil { // closing '}'
-		return p, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return p, errors.New("trailing data after payload object")
-	}
 	return p, nil
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index just past the string literal starting at b[i] == '"'.
+func stringEnd(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return len(b)
+}
+
+// valueEnd returns the index just past the (valid) JSON value starting at b[i].
+func valueEnd(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return stringEnd(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = stringEnd(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
+	}
+	j := i
+	for j < len(b) {
+		switch b[j] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return j
+		}
+		j++
+	}
+	return j
+}
+
+// unquote decodes a JSON string literal; the common escape-free, valid-UTF-8 case is one copy.
+func unquote(lit []byte) (string, error) {
+	body := lit[1 : len(lit)-1]
+	if bytes.IndexByte(body, '\\') < 0 && utf8.Valid(body) {
+		return string(body), nil
+	}
+	var s string
+	err := json.Unmarshal(lit, &s)
+	return s, err
 }
 
 // claimValue renders one JSON value as a claim value: strings unquoted, null as "", anything
@@ -412,11 +485,7 @@ func claimValue(raw json.RawMessage) (string, error) {
 	}
 	switch raw[0] {
 	case '"':
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", err
-		}
-		return s, nil
+		return unquote(raw)
 	case 'n':
 		return "", nil
 	case '{', '[':

@@ -91,14 +91,20 @@ func TestFanOutAllocs(t *testing.T) {
 				}
 				return testing.AllocsPerRun(20, func() { send(p()) })
 			}
+			// A send naming more than smallList recipients makes one sorted copy of the list:
+			// one allocation per message, never one per recipient.
+			perMessage := 0.0
+			if f.name == "SendUsers" || f.name == "SendConnections" {
+				perMessage = 1
+			}
 			prepared := func() Payloads { return benchPayload }
-			if a := allocs(1000, prepared); a != 0 {
-				t.Errorf("send to 1000 with a prepared Payloads: %v allocs, want 0", a)
+			if a := allocs(1000, prepared); a != perMessage {
+				t.Errorf("send to 1000 with a prepared Payloads: %v allocs, want %v", a, perMessage)
 			}
 			inline := func() Payloads { return frame } // converts to the interface on each call
 			small, large := allocs(10, inline), allocs(1000, inline)
-			if large != small || large > 1 {
-				t.Errorf("send with an inline Frame: %v allocs to 10, %v to 1000; want equal and <= 1", small, large)
+			if large > small+perMessage || large > 1+perMessage {
+				t.Errorf("send with an inline Frame: %v allocs to 10, %v to 1000; want at most one more per message", small, large)
 			}
 		})
 	}

@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// Conn is a client connection as the router sees it.
+// Conn is a client connection as the router sees it. Implementations must be comparable
+// (pointer types): Remove compares the stored Conn with the one given.
 type Conn interface {
 	// ID is the public SignalR connection id.
 	ID() string

@@ -1,5 +1,7 @@
 package router
 
+import "slices"
+
 import "time"
 
 // Result counts what a send did.
@@ -29,6 +31,45 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// smallList is the longest list scanned linearly. Longer lists cost one sorted copy per send (one
+// allocation per message, never per recipient), made before the hub lock is taken.
+const smallList = 32
+
+// unique returns list without duplicates. Short lists are returned as they are and checked with
+// a scan while sending; long ones are sorted copies (recipients are distinct, order is free).
+func unique(list []string) []string {
+	if len(list) <= smallList {
+		return list
+	}
+	c := slices.Clone(list)
+	slices.Sort(c)
+	return slices.Compact(c)
+}
+
+// seenBefore reports whether list[i] already appeared earlier; lists longer than smallList were
+// made unique up front.
+func seenBefore(list []string, i int) bool {
+	return len(list) <= smallList && contains(list[:i], list[i])
+}
+
+// exclusion tests membership in an exclusion list; long lists are searched as a sorted copy.
+type exclusion []string
+
+func newExclusion(list []string) exclusion {
+	if len(list) > smallList {
+		return exclusion(unique(list))
+	}
+	return exclusion(list)
+}
+
+func (e exclusion) has(s string) bool {
+	if len(e) > smallList {
+		_, ok := slices.BinarySearch(e, s)
+		return ok
+	}
+	return len(e) > 0 && contains(e, s)
+}
+
 // SendConnection delivers to one connection. It reports false when the connection is unknown.
 func (h *Hub) SendConnection(id string, p Payloads) (Result, bool) {
 	var r Result
@@ -45,10 +86,11 @@ func (h *Hub) SendConnection(id string, p Payloads) (Result, bool) {
 // SendConnections delivers to each listed connection that exists.
 func (h *Hub) SendConnections(ids []string, p Payloads) Result {
 	var r Result
+	ids = unique(ids)
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for i, id := range ids {
-		if contains(ids[:i], id) {
+		if seenBefore(ids, i) {
 			continue
 		}
 		if m, ok := h.conns[id]; ok {
@@ -61,10 +103,11 @@ func (h *Hub) SendConnections(ids []string, p Payloads) Result {
 // SendUsers delivers to every connection of each listed user.
 func (h *Hub) SendUsers(users []string, p Payloads) Result {
 	var r Result
+	users = unique(users)
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for i, u := range users {
-		if contains(users[:i], u) {
+		if seenBefore(users, i) {
 			continue
 		}
 		for _, m := range h.users[u] {
@@ -77,10 +120,11 @@ func (h *Hub) SendUsers(users []string, p Payloads) Result {
 // Broadcast delivers to every connection not excluded.
 func (h *Hub) Broadcast(p Payloads, excluded []string) Result {
 	var r Result
+	ex := newExclusion(excluded)
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for id, m := range h.conns {
-		if len(excluded) > 0 && contains(excluded, id) {
+		if ex.has(id) {
 			continue
 		}
 		r.deliver(m.conn, p)
@@ -92,13 +136,14 @@ func (h *Hub) Broadcast(p Payloads, excluded []string) Result {
 // connections of excluded users.
 func (h *Hub) SendGroup(name string, p Payloads, excludedConns, excludedUsers []string) Result {
 	var r Result
+	exConns, exUsers := newExclusion(excludedConns), newExclusion(excludedUsers)
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	h.eachInGroupLocked(name, h.now(), func(m *member) {
-		if len(excludedConns) > 0 && contains(excludedConns, m.conn.ID()) {
+		if exConns.has(m.conn.ID()) {
 			return
 		}
-		if len(excludedUsers) > 0 && m.conn.UserID() != "" && contains(excludedUsers, m.conn.UserID()) {
+		if m.conn.UserID() != "" && exUsers.has(m.conn.UserID()) {
 			return
 		}
 		r.deliver(m.conn, p)
@@ -109,13 +154,14 @@ func (h *Hub) SendGroup(name string, p Payloads, excludedConns, excludedUsers []
 // SendGroups delivers once to every connection that is in at least one of the groups.
 func (h *Hub) SendGroups(names []string, p Payloads) Result {
 	var r Result
+	names = unique(names)
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	// One clock reading for the whole send: a user membership expiring between walking a group
 	// and the dedupe check against it would otherwise deliver the frame twice.
 	now := h.now()
 	for i, name := range names {
-		if contains(names[:i], name) {
+		if seenBefore(names, i) {
 			continue
 		}
 		h.eachInGroupLocked(name, now, func(m *member) {

@@ -68,8 +68,10 @@ func (c *client) Protocol() string { return c.protocol }
 // Send implements router.Conn: it queues whole framed hub messages without blocking.
 func (c *client) Send(frame []byte) bool { return c.out.Push(frame) }
 
-// closeWith ends the connection with a SignalR Close message after what is already queued.
+// closeWith ends the connection with a SignalR Close message after what is already queued. The
+// connection stops being addressable at once; the transport flushes and closes in the background.
 func (c *client) closeWith(reason string, allowReconnect bool) {
+	c.hub.conn.Remove(c)
 	if c.codec != nil {
 		if f, err := c.codec.Append(nil, hubproto.Close{Error: reason, AllowReconnect: allowReconnect}); err == nil {
 			c.out.Push(f)
@@ -82,6 +84,7 @@ func (c *client) closeWith(reason string, allowReconnect bool) {
 // client's Close frame, so flush and close without telling it again.
 func (c *client) closeFromApp() {
 	c.appClosed.Store(true)
+	c.hub.conn.Remove(c)
 	c.out.Close()
 }
 

@@ -136,7 +136,7 @@ type Driver struct {
 const (
 	stderrTailLines = 40
 	startTimeout    = 30 * time.Second
-	exitTimeout     = 10 * time.Second
+	exitTimeout     = 30 * time.Second
 )
 
 // wireLine is the union of replies and events.

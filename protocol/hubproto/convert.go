@@ -2,7 +2,6 @@ package hubproto
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -19,7 +18,7 @@ const maxConvertDepth = 10000
 // last value, as JSON.parse and Json.NET do (MessagePack-CSharp would reject a duplicate map key).
 // byte[] cannot be recovered: base64 strings stay strings.
 func JSONToMessagePack(r Raw) (Raw, error) {
-	if !json.Valid(r) {
+	if !jsonValid(r) {
 		return nil, fmt.Errorf("%w: json to messagepack: invalid JSON", ErrMalformed)
 	}
 	c := converter{src: r}

@@ -1,7 +1,6 @@
 package hubproto
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -39,7 +38,7 @@ func ErrTextTransferFormat(p string) string {
 // "protocol" (string) and "version" (integral number) are required; unknown members are ignored.
 func ParseHandshakeRequest(msg []byte) (HandshakeRequest, error) {
 	var r HandshakeRequest
-	if !json.Valid(msg) {
+	if !jsonValid(msg) {
 		return r, fmt.Errorf("%w: handshake request: invalid JSON", ErrMalformed)
 	}
 	it, ok := newObjIter(msg)
@@ -104,7 +103,7 @@ func AppendHandshakeResponse(dst []byte, errMsg string) []byte {
 // server's error text ("" on success). A response with a "type" member is rejected, as the JS
 // client does ("Expected a handshake response from the server.").
 func ParseHandshakeResponse(msg []byte) (errMsg string, err error) {
-	if !json.Valid(msg) {
+	if !jsonValid(msg) {
 		return "", fmt.Errorf("%w: handshake response: invalid JSON", ErrMalformed)
 	}
 	it, ok := newObjIter(msg)

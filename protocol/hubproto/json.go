@@ -159,7 +159,7 @@ type span struct{ s, e int }
 func (s span) ok() bool { return s.e > 0 }
 
 func (jsonCodec) Decode(msg []byte) (Message, error) {
-	if !json.Valid(msg) {
+	if !jsonValid(msg) {
 		return nil, fmt.Errorf("%w: decode json: invalid JSON", ErrMalformed)
 	}
 	var f jsonFields
@@ -479,4 +479,3 @@ func (d *jsonDecoder) headers(sp span) (map[string]string, error) {
 		h[k] = v
 	}
 }
-

@@ -2,6 +2,7 @@ package hubproto
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"strconv"
 	"unicode/utf16"
@@ -279,6 +280,13 @@ func parseJSONInt(tok []byte) (int64, bool) {
 	if n, ok := parseDecimalInt(tok); ok {
 		return n, true
 	}
+	if bytes.IndexAny(tok, ".eE") < 0 {
+		n, err := strconv.ParseInt(string(tok), 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		return n, true
+	}
 	f, err := strconv.ParseFloat(string(tok), 64)
 	if err != nil || f != math.Trunc(f) || f < -(1<<63) || f >= 1<<63 {
 		return 0, false
@@ -365,4 +373,205 @@ func appendJSONString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// maxJSONDepth is encoding/json's nesting limit; deeper input is rejected as invalid.
+const maxJSONDepth = 10000
+
+// jsonValid reports whether b is exactly one JSON value with optional surrounding whitespace.
+// It accepts exactly what json.Valid accepts (including invalid UTF-8 inside strings, which
+// decoders turn into U+FFFD) but runs several times faster, which matters because every inbound
+// JSON hub message is validated.
+func jsonValid(b []byte) bool {
+	end, ok := validJSONValue(b, skipJSONSpace(b, 0))
+	return ok && skipJSONSpace(b, end) == len(b)
+}
+
+// validJSONValue returns the end of the valid value starting at b[i]. Containers are tracked on
+// an explicit stack instead of recursion.
+func validJSONValue(b []byte, i int) (int, bool) {
+	var stackBuf [64]byte
+	stack := stackBuf[:0] // '{' or '[' per open container
+	var ok bool
+	for {
+		// A value starts at b[i].
+		if i >= len(b) {
+			return 0, false
+		}
+		switch c := b[i]; c {
+		case '{', '[':
+			if len(stack) >= maxJSONDepth {
+				return 0, false
+			}
+			i = skipJSONSpace(b, i+1)
+			if i < len(b) && b[i] == c+2 { // '}' = '{'+2, ']' = '['+2
+				i++
+				break
+			}
+			stack = append(stack, c)
+			if c == '{' {
+				if i, ok = validMemberKey(b, i); !ok {
+					return 0, false
+				}
+			}
+			continue
+		case '"':
+			if i, ok = validJSONString(b, i); !ok {
+				return 0, false
+			}
+		case 't':
+			if i, ok = literal(b, i, "true"); !ok {
+				return 0, false
+			}
+		case 'f':
+			if i, ok = literal(b, i, "false"); !ok {
+				return 0, false
+			}
+		case 'n':
+			if i, ok = literal(b, i, "null"); !ok {
+				return 0, false
+			}
+		default:
+			if i, ok = validJSONNumber(b, i); !ok {
+				return 0, false
+			}
+		}
+		// A value ended at i: close containers or move to the next element.
+		for {
+			if len(stack) == 0 {
+				return i, true
+			}
+			i = skipJSONSpace(b, i)
+			if i >= len(b) {
+				return 0, false
+			}
+			top := stack[len(stack)-1]
+			if b[i] == top+2 {
+				stack = stack[:len(stack)-1]
+				i++
+				continue
+			}
+			if b[i] != ',' {
+				return 0, false
+			}
+			i = skipJSONSpace(b, i+1)
+			if top == '{' {
+				if i, ok = validMemberKey(b, i); !ok {
+					return 0, false
+				}
+			}
+			break
+		}
+	}
+}
+
+// validMemberKey checks `"key" :` at b[i] and returns the start of the member value.
+func validMemberKey(b []byte, i int) (int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, false
+	}
+	i, ok := validJSONString(b, i)
+	if !ok {
+		return 0, false
+	}
+	i = skipJSONSpace(b, i)
+	if i >= len(b) || b[i] != ':' {
+		return 0, false
+	}
+	return skipJSONSpace(b, i+1), true
+}
+
+func literal(b []byte, i int, lit string) (int, bool) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return 0, false
+	}
+	return i + len(lit), true
+}
+
+// validJSONString checks the string at b[i] (a quote): no raw control characters, only the
+// escapes JSON defines.
+func validJSONString(b []byte, i int) (int, bool) {
+	for i++; i < len(b); i++ {
+		// Skip eight ordinary bytes at a time; string payloads dominate message size.
+		for i+8 <= len(b) && !hasStringSpecial(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1, true
+		case c < 0x20:
+			return 0, false
+		case c == '\\':
+			i++
+			if i >= len(b) {
+				return 0, false
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if _, ok := hex4(b[i+1:]); !ok {
+					return 0, false
+				}
+				i += 4
+			default:
+				return 0, false
+			}
+		}
+	}
+	return 0, false
+}
+
+// hasStringSpecial reports whether any of the eight bytes in x is a control character, a quote
+// or a backslash (the bit tricks report "any byte below n" / "any zero byte" exactly).
+func hasStringSpecial(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	quote := x ^ (ones * '"')
+	backslash := x ^ (ones * '\\')
+	return ((x-ones*0x20)&^x|(quote-ones)&^quote|(backslash-ones)&^backslash)&highs != 0
+}
+
+// validJSONNumber checks -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? at b[i].
+func validJSONNumber(b []byte, i int) (int, bool) {
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i >= len(b):
+		return 0, false
+	case b[i] == '0':
+		i++
+	case b[i] >= '1' && b[i] <= '9':
+		i = digits(b, i+1)
+	default:
+		return 0, false
+	}
+	if i < len(b) && b[i] == '.' {
+		j := digits(b, i+1)
+		if j == i+1 {
+			return 0, false
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := digits(b, i)
+		if j == i {
+			return 0, false
+		}
+		i = j
+	}
+	return i, true
+}
+
+func digits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
 }

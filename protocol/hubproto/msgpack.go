@@ -67,31 +67,44 @@ func (msgpackCodec) Unmarshal(r Raw, v any) error {
 
 // Append writes the layouts ASP.NET Core's MessagePackHubProtocol writes: Invocation and
 // StreamInvocation always with 6 elements (empty stream id array), Close always with 3.
-func (c msgpackCodec) Append(dst []byte, msg Message) ([]byte, error) {
+func (msgpackCodec) Append(dst []byte, msg Message) ([]byte, error) {
+	var f flat
+	if err := flatten(msg, &f); err != nil {
+		return dst, err
+	}
+	// Reserve the length prefix for an upper bound of the body so the body rarely has to move.
 	n := len(dst)
-	dst = append(dst, 0) // length prefix placeholder; one byte covers bodies under 128 bytes
-	body := len(dst)
-	var err error
-	switch m := deref(msg).(type) {
-	case Invocation:
-		dst, err = appendMPInvocation(dst, &m)
-	case StreamItem:
-		if m.InvocationID == "" {
-			return appendErr(dst, n, errEncode(TypeStreamItem, "empty invocation id"))
+	reserved := protocol.VarintLen(mpBound(&f))
+	dst = append(dst, make([]byte, reserved)...)
+	switch f.t {
+	case TypeInvocation, TypeStreamInvocation:
+		dst = append(dst, 0x96, byte(f.t))
+		dst = mpAppendHeaders(dst, f.headers)
+		if f.id == "" {
+			dst = append(dst, mpNil)
+		} else {
+			dst = mpAppendString(dst, f.id)
 		}
+		dst = mpAppendString(dst, f.target)
+		dst = mpAppendArrayHeader(dst, len(f.args))
+		for _, a := range f.args {
+			dst = mpAppendRaw(dst, a)
+		}
+		dst = mpAppendArrayHeader(dst, len(f.streamIDs))
+		for _, id := range f.streamIDs {
+			dst = mpAppendString(dst, id)
+		}
+	case TypeStreamItem:
 		dst = append(dst, 0x94, byte(TypeStreamItem))
-		dst = mpAppendHeaders(dst, m.Headers)
-		dst = mpAppendString(dst, m.InvocationID)
-		dst = mpAppendRaw(dst, m.Item)
-	case Completion:
-		if m.InvocationID == "" {
-			return appendErr(dst, n, errEncode(TypeCompletion, "empty invocation id"))
-		}
+		dst = mpAppendHeaders(dst, f.headers)
+		dst = mpAppendString(dst, f.id)
+		dst = mpAppendRaw(dst, f.raw)
+	case TypeCompletion:
 		kind := resultVoid
 		switch {
-		case m.Error != "":
+		case f.err != "":
 			kind = resultError
-		case m.HasResult:
+		case f.hasResult:
 			kind = resultNonVoid
 		}
 		if kind == resultVoid {
@@ -100,86 +113,69 @@ func (c msgpackCodec) Append(dst []byte, msg Message) ([]byte, error) {
 			dst = append(dst, 0x95)
 		}
 		dst = append(dst, byte(TypeCompletion))
-		dst = mpAppendHeaders(dst, m.Headers)
-		dst = mpAppendString(dst, m.InvocationID)
+		dst = mpAppendHeaders(dst, f.headers)
+		dst = mpAppendString(dst, f.id)
 		dst = append(dst, byte(kind))
 		switch kind {
 		case resultError:
-			dst = mpAppendString(dst, m.Error)
+			dst = mpAppendString(dst, f.err)
 		case resultNonVoid:
-			dst = mpAppendRaw(dst, m.Result)
+			dst = mpAppendRaw(dst, f.raw)
 		}
-	case CancelInvocation:
-		if m.InvocationID == "" {
-			return appendErr(dst, n, errEncode(TypeCancelInvocation, "empty invocation id"))
-		}
+	case TypeCancelInvocation:
 		dst = append(dst, 0x93, byte(TypeCancelInvocation))
-		dst = mpAppendHeaders(dst, m.Headers)
-		dst = mpAppendString(dst, m.InvocationID)
-	case Ping:
+		dst = mpAppendHeaders(dst, f.headers)
+		dst = mpAppendString(dst, f.id)
+	case TypePing:
 		dst = append(dst, 0x91, byte(TypePing))
-	case Close:
+	case TypeClose:
 		dst = append(dst, 0x93, byte(TypeClose))
-		if m.Error == "" {
+		if f.err == "" {
 			dst = append(dst, mpNil)
 		} else {
-			dst = mpAppendString(dst, m.Error)
+			dst = mpAppendString(dst, f.err)
 		}
-		dst = mpAppendBool(dst, m.AllowReconnect)
-	case Ack:
-		dst = append(dst, 0x92, byte(TypeAck))
-		dst = mpAppendInt(dst, m.SequenceID)
-	case Sequence:
-		dst = append(dst, 0x92, byte(TypeSequence))
-		dst = mpAppendInt(dst, m.SequenceID)
-	default:
-		return appendErr(dst, n, errUnsupported(msg))
+		dst = mpAppendBool(dst, f.allowReconnect)
+	case TypeAck, TypeSequence:
+		dst = append(dst, 0x92, byte(f.t))
+		dst = mpAppendInt(dst, f.seq)
 	}
-	if err != nil {
-		return appendErr(dst, n, err)
-	}
-	return fixLengthPrefix(dst, n, body)
+	return fixLengthPrefix(dst, n, reserved)
 }
 
-// fixLengthPrefix writes the VarInt length of dst[body:] at dst[n], moving the body when the
-// prefix needs more than the one reserved byte.
-func fixLengthPrefix(dst []byte, n, body int) ([]byte, error) {
+// mpBound is an upper bound of the encoded body size (every string header counted at its
+// widest).
+func mpBound(f *flat) int {
+	size := 16 + 5*4 + len(f.id) + len(f.target) + len(f.err) + len(f.raw)
+	for k, v := range f.headers {
+		size += 10 + len(k) + len(v)
+	}
+	for _, a := range f.args {
+		size += 1 + len(a)
+	}
+	for _, id := range f.streamIDs {
+		size += 5 + len(id)
+	}
+	return size
+}
+
+// fixLengthPrefix writes the VarInt length of the body that follows the reserved bytes at
+// dst[n:], moving the body when the actual prefix is shorter or longer than reserved.
+func fixLengthPrefix(dst []byte, n, reserved int) ([]byte, error) {
+	body := n + reserved
 	size := len(dst) - body
 	if size > math.MaxInt32 {
 		return dst[:n], fmt.Errorf("%w: encode messagepack: %d byte message", protocol.ErrTooLarge, size)
 	}
-	if l := protocol.VarintLen(size); l > 1 {
-		dst = append(dst, make([]byte, l-1)...)
-		copy(dst[body+l-1:], dst[body:body+size])
+	switch l := protocol.VarintLen(size); {
+	case l > reserved:
+		dst = append(dst, make([]byte, l-reserved)...)
+		copy(dst[n+l:], dst[body:body+size])
+	case l < reserved:
+		copy(dst[n+l:], dst[body:])
+		dst = dst[:n+l+size]
 	}
 	protocol.AppendVarint(dst[n:n], size) // overwrites the reserved bytes in place
-	return dst, nil
-}
-
-func appendMPInvocation(dst []byte, m *Invocation) ([]byte, error) {
-	t := m.Type()
-	if m.Target == "" {
-		return dst, errEncode(t, "empty target")
-	}
-	dst = append(dst, 0x96, byte(t))
-	dst = mpAppendHeaders(dst, m.Headers)
-	switch {
-	case m.InvocationID != "":
-		dst = mpAppendString(dst, m.InvocationID)
-	case m.Stream:
-		return dst, errEncode(t, "empty invocation id")
-	default:
-		dst = append(dst, mpNil)
-	}
-	dst = mpAppendString(dst, m.Target)
-	dst = mpAppendArrayHeader(dst, len(m.Arguments))
-	for _, a := range m.Arguments {
-		dst = mpAppendRaw(dst, a)
-	}
-	dst = mpAppendArrayHeader(dst, len(m.StreamIDs))
-	for _, id := range m.StreamIDs {
-		dst = mpAppendString(dst, id)
-	}
 	return dst, nil
 }
 

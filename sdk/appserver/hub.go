@@ -150,6 +150,11 @@ type Context struct {
 // CloseConnection. It returns immediately.
 func (c *Context) Abort() { c.conn.abort(nil) }
 
+// ConnectionAborted is closed as soon as the connection starts to end (abort, timeout, client or
+// service close), before OnDisconnected runs. The embedded context.Context is cancelled only
+// after OnDisconnected returned, so it stays usable for sends from OnDisconnected.
+func (c *Context) ConnectionAborted() <-chan struct{} { return c.conn.aborted }
+
 // hubMethod is one registered hub method.
 type hubMethod struct {
 	name      string

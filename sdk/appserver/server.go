@@ -27,6 +27,8 @@ type Server struct {
 	// clientCount counts client connections of all hubs: the SDK's "#clientInHub" ping value is
 	// its process-wide ClientConnectionManager.Count.
 	clientCount atomic.Int64
+	// lastRequestID keeps negotiate request ids strictly increasing.
+	lastRequestID atomic.Int64
 
 	mu      sync.Mutex
 	hubs    map[string]*hubRuntime // by lower-case hub name

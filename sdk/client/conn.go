@@ -59,8 +59,13 @@ type Conn struct {
 	rbuf  []byte            // bytes received but not yet cut into messages
 	lower map[string]string // target -> lower-case target, saves an allocation per message
 
-	wg   sync.WaitGroup // keep-alive and OnResult goroutines
-	done chan struct{}
+	wg        sync.WaitGroup // keep-alive and OnResult goroutines
+	done      chan struct{}
+	closeOnce sync.Once
+
+	// sink replaces the WebSocket write in unit tests, fuzz targets and benchmarks; nil in
+	// real connections.
+	sink func([]byte) error
 }
 
 type completion struct {
@@ -118,28 +123,15 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	}
 	ws.SetReadLimit(o.MaxMessageSize)
 
-	c := &Conn{
-		codec:         codec,
-		ws:            ws,
-		msgType:       msgType,
-		id:            ep.connectionID,
-		keepAlive:     o.KeepAliveInterval,
-		serverTimeout: o.ServerTimeout,
-		maxMsg:        int(max(o.MaxMessageSize, 0)),
-		wsem:          make(chan struct{}, 1),
-		epoch:         time.Now(),
-		handlers:      map[string][]func([]hubproto.Raw){},
-		results:       map[string]func([]hubproto.Raw) (any, error){},
-		pending:       map[string]chan completion{},
-		lower:         map[string]string{},
-		done:          make(chan struct{}),
-	}
-	c.log = o.Logger.With("component", "sdk/client", "conn_id", c.id)
+	c := newConn(codec, o.Logger.With("component", "sdk/client", "conn_id", ep.connectionID))
+	c.ws, c.msgType, c.id = ws, msgType, ep.connectionID
+	c.keepAlive, c.serverTimeout = o.KeepAliveInterval, o.ServerTimeout
+	c.maxMsg = int(max(o.MaxMessageSize, 0))
 	if err := c.handshake(ctx, o.HandshakeTimeout); err != nil {
+		c.cancel()
 		_ = ws.CloseNow()
 		return nil, err
 	}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if c.keepAlive > 0 {
 		// Like the JS client, ping right away so the server sees the client is alive.
 		if err := c.writeMsg(ctx, hubproto.Ping{}); err != nil {
@@ -155,6 +147,24 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	go c.readLoop()
 	c.log.Debug("connected", "url", ep.url, "protocol", codec.Name())
 	return c, nil
+}
+
+// newConn returns a Conn without a WebSocket, keep-alive or timeouts.
+func newConn(codec hubproto.Codec, log *slog.Logger) *Conn {
+	c := &Conn{
+		codec:    codec,
+		log:      log,
+		msgType:  websocket.MessageText,
+		wsem:     make(chan struct{}, 1),
+		epoch:    time.Now(),
+		handlers: map[string][]func([]hubproto.Raw){},
+		results:  map[string]func([]hubproto.Raw) (any, error){},
+		pending:  map[string]chan completion{},
+		lower:    map[string]string{},
+		done:     make(chan struct{}),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c
 }
 
 // handshake sends the handshake request and reads the response. Bytes after the response are
@@ -239,7 +249,14 @@ func (c *Conn) readLoop() {
 // dispatchBuffered handles every whole message in rbuf and keeps the incomplete remainder.
 func (c *Conn) dispatchBuffered() (stop bool) {
 	b := c.rbuf
-	defer func() { c.rbuf = c.rbuf[:copy(c.rbuf, b)] }()
+	defer func() {
+		if cap(c.rbuf) > maxKeptBuf && len(b) <= maxKeptBuf/2 {
+			// Let a buffer grown by one large message go.
+			c.rbuf = append(make([]byte, 0, readChunk+len(b)), b...)
+			return
+		}
+		c.rbuf = c.rbuf[:copy(c.rbuf, b)]
+	}()
 	for len(b) > 0 {
 		msg, _, rest, err := c.codec.Cut(b, c.maxMsg)
 		if errors.Is(err, protocol.ErrIncomplete) {
@@ -419,7 +436,13 @@ func (c *Conn) writeLocked(ctx context.Context, m hubproto.Message) error {
 }
 
 func (c *Conn) writeFrameLocked(ctx context.Context, b []byte) error {
-	if err := c.ws.Write(ctx, c.msgType, b); err != nil {
+	var err error
+	if c.sink != nil {
+		err = c.sink(b)
+	} else {
+		err = c.ws.Write(ctx, c.msgType, b)
+	}
+	if err != nil {
 		if ctx.Err() == nil && c.isEnded() {
 			return c.closedErr()
 		}
@@ -481,12 +504,16 @@ func (c *Conn) Close(ctx context.Context) error {
 		c.errSet, c.err = true, nil
 	}
 	c.mu.Unlock()
-	if !c.isEnded() {
+	c.closeOnce.Do(func() {
+		if c.isEnded() {
+			return
+		}
 		if err := c.writeMsg(ctx, hubproto.Close{}); err != nil {
 			c.log.Debug("sending close message failed", "err", err)
 		}
+		// The reader goroutine sees the close and tears down.
 		_ = c.ws.Close(websocket.StatusNormalClosure, "")
-	}
+	})
 	select {
 	case <-c.done:
 		return nil

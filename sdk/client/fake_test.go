@@ -32,7 +32,7 @@ type recordedRequest struct {
 // fakeServer is a minimal SignalR endpoint: negotiate on POST …/negotiate, a WebSocket with the
 // hub handshake on everything else. Tests drive accepted connections through serverConn.
 type fakeServer struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
 
 	// negotiate answers a negotiate request; nil = a v1 connection response.
@@ -51,7 +51,7 @@ type fakeServer struct {
 	conns chan *serverConn
 }
 
-func newFakeServer(t *testing.T, configure func(fs *fakeServer)) *fakeServer {
+func newFakeServer(t testing.TB, configure func(fs *fakeServer)) *fakeServer {
 	t.Helper()
 	fs := &fakeServer{t: t, conns: make(chan *serverConn, 16)}
 	if configure != nil {
@@ -206,7 +206,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // serverConn is the server side of one hub connection.
 type serverConn struct {
-	t             *testing.T
+	t             testing.TB
 	ws            *websocket.Conn
 	req           recordedRequest
 	codec         hubproto.Codec
