@@ -75,8 +75,7 @@ type Verifier struct {
 	Skew time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
-	// StrictAudience replaces the lenient audience rule with an exact one: http(s) scheme, no
-	// port, exact lower-case path and exactly the query the SDKs write (see Verify).
+	// StrictAudience replaces the lenient audience rule with an exact one (see Verify).
 	StrictAudience bool
 	// AudienceHost, when StrictAudience is set and it is non-empty, must equal the aud host
 	// (case-insensitive).
@@ -98,7 +97,13 @@ type jwtHeader struct {
 //     slash optional) and the hub query value must equal hubID case-insensitively.
 //   - KindREST: the path must start with /api/ and, when hubID != "", name the hub in the
 //     segment after "hubs" (or v1-preview's "hub"), case-insensitively; an application=app query
-//     (2022-06-01+) makes the hub "app_hub". Other query parameters are ignored.
+//     (2022-06-01+) makes the hub "app_hub", so pass HubID(application, hub). Other query
+//     parameters are ignored.
+//
+// With StrictAudience the aud must be what the SDKs write, byte for byte apart from the host:
+// http(s), no port, userinfo or fragment, path exactly /client/ or /server/ with the query exactly
+// "hub="+hubID, or an /api/ path naming hubID exactly with no query keys other than api-version and
+// application; AudienceHost, if set, pins the host.
 //
 // For client and server tokens an empty hubID skips the hub comparison. Every error wraps
 // ErrInvalidToken and, where it applies, ErrSignature, ErrExpired, ErrNotYetValid or ErrAudience.

@@ -204,7 +204,7 @@ func FuzzJSONToMessagePack(f *testing.F) {
 		// Same value as encoding/json sees, modulo number types.
 		var j any
 		if err := json.Unmarshal(data, &j); err != nil {
-			t.Fatal(err)
+			return // numbers beyond float64: encoding/json errors, the converter writes ±Inf like JSON.parse
 		}
 		if !sameValue(j, v) {
 			t.Fatalf("json %#v vs messagepack %#v", j, v)
@@ -273,6 +273,7 @@ func FuzzUnescape(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		data = bytes.Trim(data, " \t\r\n") // json.Unmarshal allows surrounding whitespace; tokens have none
 		var want string
 		if json.Unmarshal(data, &want) != nil {
 			_, _ = jsonStringValue(data) // must not panic

@@ -78,20 +78,52 @@ func sizeHint(m Message) int {
 		}
 	case MultiConnectionData:
 		return payloadsHint(m.Payloads)
+	case *MultiConnectionData:
+		if m != nil {
+			return payloadsHint(m.Payloads)
+		}
 	case GroupBroadcastData:
-		return payloadsHint(m.Payloads) + len(m.Group)
+		return payloadsHint(m.Payloads)
+	case *GroupBroadcastData:
+		if m != nil {
+			return payloadsHint(m.Payloads)
+		}
 	case UserData:
-		return payloadsHint(m.Payloads) + len(m.UserID)
+		return payloadsHint(m.Payloads)
+	case *UserData:
+		if m != nil {
+			return payloadsHint(m.Payloads)
+		}
 	case MultiUserData:
 		return payloadsHint(m.Payloads)
+	case *MultiUserData:
+		if m != nil {
+			return payloadsHint(m.Payloads)
+		}
 	case MultiGroupBroadcastData:
 		return payloadsHint(m.Payloads)
+	case *MultiGroupBroadcastData:
+		if m != nil {
+			return payloadsHint(m.Payloads)
+		}
 	case ClientInvocation:
 		return payloadsHint(m.Payloads)
+	case *ClientInvocation:
+		if m != nil {
+			return payloadsHint(m.Payloads)
+		}
 	case ClientCompletion:
 		return len(m.Payload)
+	case *ClientCompletion:
+		if m != nil {
+			return len(m.Payload)
+		}
 	case Ack:
 		return len(m.Payload)
+	case *Ack:
+		if m != nil {
+			return len(m.Payload)
+		}
 	}
 	return 0
 }

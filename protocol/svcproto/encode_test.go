@@ -199,7 +199,7 @@ func TestAppendFramePrefixSizes(t *testing.T) {
 			Ack{Payload: p, Message: strings.Repeat("m", 300)},
 		)
 	}
-	for _, m := range msgs {
+	for _, m := range append(msgs, pointerTo(msgs[len(msgs)-5]), pointerTo(msgs[len(msgs)-2])) {
 		body, err := Append(nil, m)
 		if err != nil {
 			t.Fatal(err)
@@ -215,6 +215,7 @@ func TestAppendFramePrefixSizes(t *testing.T) {
 	}
 }
 
+// TestAppendAllocs is not parallel: AllocsPerRun counts allocations process-wide.
 func TestAppendAllocs(t *testing.T) {
 	cd, bd := benchConnectionData(), benchBroadcastData()
 	open := OpenConnection{ConnectionID: "c", QueryString: strings.Repeat("q", 200)}

@@ -74,7 +74,7 @@ type clientConn struct {
 	aborted     chan struct{} // ConnectionAborted
 	ended       chan struct{} // the connection's goroutine is done
 
-	codec    hubproto.Codec     // written before handshaken is set; read by others after it
+	codec    hubproto.Codec    // written before handshaken is set; read by others after it
 	splitter protocol.Splitter // owned by the connection goroutine
 
 	mu       sync.Mutex

@@ -51,6 +51,9 @@ type fakeConn struct {
 	msgs      chan svcproto.Message
 	closed    chan struct{}
 	closeErr  error
+
+	lastMu sync.Mutex
+	last   []svcproto.Message
 }
 
 // recordingListener keeps the first bytes of every accepted connection, keyed by remote address.

@@ -82,8 +82,10 @@ func (h *Hub) method(name string) *hubMethod {
 	return h.methods[strings.ToLower(name)]
 }
 
-func (h *Hub) keepAlive() time.Duration       { return orDefault(h.KeepAliveInterval, 15*time.Second) }
-func (h *Hub) clientTimeout() time.Duration   { return orDefault(h.ClientTimeoutInterval, 30*time.Second) }
+func (h *Hub) keepAlive() time.Duration { return orDefault(h.KeepAliveInterval, 15*time.Second) }
+func (h *Hub) clientTimeout() time.Duration {
+	return orDefault(h.ClientTimeoutInterval, 30*time.Second)
+}
 func (h *Hub) handshakeTimeout() time.Duration { return orDefault(h.HandshakeTimeout, 15*time.Second) }
 
 func (h *Hub) maxMessageSize() int {

@@ -261,7 +261,7 @@ func TestDialErrors(t *testing.T) {
 				}
 			},
 			opts: Options{Protocol: "messagepack"},
-			want: "Unable to connect to the server with any of the available transports. 'WebSockets' does not support the Binary transfer format.",
+			want: "Unable to connect to the server with any of the available transports. 'WebSockets' does not support the Binary transfer format",
 		},
 		{
 			name: "unrequested stateful reconnect",

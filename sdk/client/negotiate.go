@@ -111,9 +111,9 @@ func connectionEndpoint(target string, resp *negotiateResponse, format string) (
 				return ep, nil
 			}
 		}
-		return endpoint{}, fmt.Errorf("%w 'WebSockets' does not support the %s transfer format.", errTransports, format)
+		return endpoint{}, fmt.Errorf("%w 'WebSockets' does not support the %s transfer format", errTransports, format)
 	}
-	return endpoint{}, fmt.Errorf("%w 'WebSockets' is not offered by the server.", errTransports)
+	return endpoint{}, fmt.Errorf("%w 'WebSockets' is not offered by the server", errTransports)
 }
 
 // negotiateURL appends "negotiate" to the path, keeps the query and adds negotiateVersion=1
