@@ -197,8 +197,10 @@ func (s *Server) runLink(l *link, ws *websocket.Conn) {
 	l.migrationLevel = hs.MigrationLevel
 	l.modernExt = hs.Fields >= 7
 	l.stateful = hs.AllowStatefulReconnect
-	reply(svcproto.HandshakeResponse{ConnectionID: l.cid})
+	// Register before answering: once the SDK sees the response it may negotiate clients. Anything
+	// queued for the link meanwhile waits in the outbox, behind the response written here.
 	l.hub.addLink(l)
+	reply(svcproto.HandshakeResponse{ConnectionID: l.cid})
 	l.log.Info("app server connected", "type", l.connType)
 
 	keepAlive, _ := svcproto.AppendFrame(nil, svcproto.Ping{})

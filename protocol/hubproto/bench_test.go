@@ -91,3 +91,24 @@ func BenchmarkJSONToMessagePack(b *testing.B) {
 		}
 	}
 }
+
+// Encoding must not allocate beyond growing dst (headers aside, which are sorted).
+func TestAppendAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("alloc counts")
+	}
+	for _, c := range []Codec{JSON(), MessagePack()} {
+		msgs := []Message{
+			Invocation{Target: "t", InvocationID: "1", Arguments: []Raw{mustMarshal(t, c, "x")}, StreamIDs: []string{"s"}},
+			&Invocation{Target: "t"}, StreamItem{InvocationID: "1", Item: mustMarshal(t, c, 1)},
+			Completion{InvocationID: "1", HasResult: true, Result: mustMarshal(t, c, 1)}, Completion{InvocationID: "1", Error: "e"},
+			CancelInvocation{InvocationID: "1"}, Ping{}, Close{Error: "e", AllowReconnect: true}, Ack{SequenceID: 5}, &Sequence{SequenceID: 9},
+		}
+		buf := make([]byte, 0, 1024)
+		for _, m := range msgs {
+			if n := testing.AllocsPerRun(100, func() { buf, _ = c.Append(buf[:0], m) }); n != 0 {
+				t.Errorf("%s Append(%T) allocates %v times", c.Name(), m, n)
+			}
+		}
+	}
+}

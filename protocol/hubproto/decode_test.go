@@ -409,6 +409,22 @@ func TestCodecFor(t *testing.T) {
 	}
 }
 
+// Callers may compare with == (the brief's contract); no wrapping for unknown types.
+func TestUnknownTypeIsBareSentinel(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		c  Codec
+		in []byte
+	}{{JSON(), []byte(`{"type":42,"x":1}`)}, {MessagePack(), []byte{0x92, 0x2a, 0x01}}} {
+		if m, err := tc.c.Decode(tc.in); m != nil || err != ErrUnknownType { //nolint:errorlint // contract
+			t.Errorf("%s Decode = %v, %v", tc.c.Name(), m, err)
+		}
+		if ty, err := tc.c.PeekType(tc.in); ty != 0 || err != ErrUnknownType { //nolint:errorlint // contract
+			t.Errorf("%s PeekType = %v, %v", tc.c.Name(), ty, err)
+		}
+	}
+}
+
 func TestMessageType(t *testing.T) {
 	t.Parallel()
 	for ty := MessageType(0); ty < 12; ty++ {

@@ -321,7 +321,7 @@ func jsonType(msg []byte, sp span) (MessageType, error) {
 		return 0, fmt.Errorf("%w: json: type is not an integer", ErrMalformed)
 	}
 	if n < int64(TypeInvocation) || n > int64(TypeSequence) {
-		return 0, fmt.Errorf("%w: %d", ErrUnknownType, n)
+		return 0, ErrUnknownType // bare sentinel: no allocation per skipped message
 	}
 	return MessageType(n), nil
 }

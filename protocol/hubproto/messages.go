@@ -46,22 +46,27 @@ const (
 // (Invocation, StreamItem, Completion, StreamInvocation, CancelInvocation).
 func (t MessageType) Trackable() bool { return t >= TypeInvocation && t <= TypeCancelInvocation }
 
-var typeNames = [...]string{
-	TypeInvocation:       "Invocation",
-	TypeStreamItem:       "StreamItem",
-	TypeCompletion:       "Completion",
-	TypeStreamInvocation: "StreamInvocation",
-	TypeCancelInvocation: "CancelInvocation",
-	TypePing:             "Ping",
-	TypeClose:            "Close",
-	TypeAck:              "Ack",
-	TypeSequence:         "Sequence",
-}
-
 // String returns the message type name, or its number when unknown.
 func (t MessageType) String() string {
-	if int(t) < len(typeNames) && typeNames[t] != "" {
-		return typeNames[t]
+	switch t {
+	case TypeInvocation:
+		return "Invocation"
+	case TypeStreamItem:
+		return "StreamItem"
+	case TypeCompletion:
+		return "Completion"
+	case TypeStreamInvocation:
+		return "StreamInvocation"
+	case TypeCancelInvocation:
+		return "CancelInvocation"
+	case TypePing:
+		return "Ping"
+	case TypeClose:
+		return "Close"
+	case TypeAck:
+		return "Ack"
+	case TypeSequence:
+		return "Sequence"
 	}
 	return "MessageType(" + strconv.Itoa(int(t)) + ")"
 }

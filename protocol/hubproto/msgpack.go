@@ -202,16 +202,18 @@ func mpAppendRaw(dst []byte, r Raw) []byte {
 
 // minElements is the shortest array each known type may have (ASP.NET Core and the JS client
 // accept these lengths and ignore extra trailing elements).
-var minElements = [...]int{
-	TypeInvocation:       5,
-	TypeStreamItem:       4,
-	TypeCompletion:       4,
-	TypeStreamInvocation: 5,
-	TypeCancelInvocation: 3,
-	TypePing:             1,
-	TypeClose:            2,
-	TypeAck:              2,
-	TypeSequence:         2,
+func minElements(t MessageType) int {
+	switch t {
+	case TypeInvocation, TypeStreamInvocation:
+		return 5
+	case TypeStreamItem, TypeCompletion:
+		return 4
+	case TypeCancelInvocation:
+		return 3
+	case TypeClose, TypeAck, TypeSequence:
+		return 2
+	}
+	return 1
 }
 
 // mpType reads the array header and type of a message.
@@ -225,7 +227,7 @@ func mpType(r *mpReader) (MessageType, int, error) {
 		return 0, 0, fmt.Errorf("%w: messagepack: type is not an integer", ErrMalformed)
 	}
 	if t < int64(TypeInvocation) || t > int64(TypeSequence) {
-		return 0, 0, fmt.Errorf("%w: %d", ErrUnknownType, t)
+		return 0, 0, ErrUnknownType // bare sentinel: no allocation per skipped message
 	}
 	return MessageType(t), n, nil
 }
@@ -242,7 +244,7 @@ func (msgpackCodec) Decode(msg []byte) (Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n < minElements[t] {
+	if n < minElements(t) {
 		return nil, errDecode("messagepack", t, fmt.Sprintf("%d elements", n))
 	}
 	d := mpDecoder{r: r, t: t}

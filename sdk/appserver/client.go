@@ -67,6 +67,7 @@ type clientConn struct {
 	lastWrite   atomic.Int64
 	handshaken  atomic.Bool // codec is set and the handshake response was written
 	processing  atomic.Bool // a hub method runs: the client timeout is paused
+	timeoutOn   atomic.Bool // the client sent a Ping: ClientTimeoutInterval is enforced
 	closing     atomic.Bool // a terminal event is queued: drop ordinary writes
 	pinging     atomic.Bool
 	hsTimedOut  atomic.Bool
@@ -77,12 +78,13 @@ type clientConn struct {
 	codec    hubproto.Codec    // written before handshaken is set; read by others after it
 	splitter protocol.Splitter // owned by the connection goroutine
 
-	mu       sync.Mutex
-	queue    []event
-	terminal bool
-	partial  []byte
-	routed   map[string]string // client-result invocation id → caller server id
-	wake     chan struct{}
+	mu        sync.Mutex
+	queue     []event
+	terminal  bool
+	partial   []byte
+	routed    map[string]string // client-result invocation id → caller server id
+	migrateTo string            // Asrs-Migrate-To of the service's CloseConnection
+	wake      chan struct{}
 
 	outMu        sync.Mutex // serializes this client's outgoing frames; guards the fields below
 	svc          *svcConn
@@ -121,6 +123,9 @@ func (h *hubRuntime) closeClientFromService(m svcproto.CloseConnection) {
 	ev := event{kind: evServiceClose}
 	if to := m.Headers.Get(headerMigrateTo); len(to) > 0 {
 		ev.migrateTo = to[0]
+		cc.mu.Lock()
+		cc.migrateTo = to[0]
+		cc.mu.Unlock()
 		// Nothing the hub writes from now on may reach the client being migrated.
 		cc.outMu.Lock()
 		cc.outCancelled = true
@@ -474,14 +479,23 @@ func (cc *clientConn) dispatch(m hubproto.Message, frame []byte) bool {
 		cc.invoke(m)
 	case hubproto.Completion:
 		cc.routeCompletion(m, frame)
+	case hubproto.Ping:
+		// HubConnectionContext.StartClientTimeout: a client that pings gets timed out.
+		cc.timeoutOn.Store(true)
 	case hubproto.Close:
-		// The client said goodbye: a normal end.
+		// A graceful close by the client (connection.CloseMessage + Abort): the close message
+		// sent back carries no error; the client's error, if any, reaches OnDisconnected.
 		cc.closing.Store(true)
-		cc.disconnected(nil)
+		cc.writeClose(hubproto.Close{})
+		var err error
+		if m.Error != "" {
+			err = &HubError{Message: m.Error}
+		}
+		cc.disconnected(err)
 		cc.sendCloseConnection("")
 		return true
 	default:
-		// Ping only proves liveness; CancelInvocation and StreamItem have no target (no
+		// CancelInvocation and StreamItem have no target (no
 		// streaming methods); Ack and Sequence belong to the service's stateful reconnect.
 	}
 	return false
@@ -496,17 +510,19 @@ func (cc *clientConn) invoke(inv hubproto.Invocation) {
 		cc.sendInvocationError(inv.InvocationID, errorMessage(fmt.Sprintf("Failed to invoke '%s' due to an error on the server.", inv.Target), &HubError{Message: "Method does not exist."}, detailed))
 		return
 	}
+	// Arguments are bound while parsing (binding failures come first), then the invocation
+	// mode and the stream count are validated (DefaultHubDispatcher.Invoke).
+	args, err := m.bind(cc.codec, inv.Arguments)
+	if err != nil {
+		cc.sendInvocationError(inv.InvocationID, errorMessage(fmt.Sprintf("Failed to invoke '%s' due to an error on the server.", inv.Target), err, detailed))
+		return
+	}
 	if inv.Stream {
 		cc.sendInvocationError(inv.InvocationID, fmt.Sprintf("The client attempted to invoke the non-streaming '%s' method with a streaming invocation.", inv.Target))
 		return
 	}
 	if len(inv.StreamIDs) > 0 {
 		cc.sendInvocationError(inv.InvocationID, errorMessage(fmt.Sprintf("An unexpected error occurred invoking '%s' on the server.", inv.Target), &HubError{Message: fmt.Sprintf("Client sent %d stream(s), Hub method expects %d.", len(inv.StreamIDs), 0)}, detailed))
-		return
-	}
-	args, err := m.bind(cc.codec, inv.Arguments)
-	if err != nil {
-		cc.sendInvocationError(inv.InvocationID, errorMessage(fmt.Sprintf("Failed to invoke '%s' due to an error on the server.", inv.Target), err, detailed))
 		return
 	}
 	cc.processing.Store(true)
@@ -521,16 +537,15 @@ func (cc *clientConn) invoke(inv hubproto.Invocation) {
 	if inv.InvocationID == "" {
 		return // non-blocking invocation: no completion
 	}
-	c := hubproto.Completion{InvocationID: inv.InvocationID}
-	if m.hasResult {
-		raw, err := cc.codec.Marshal(res)
-		if err != nil {
-			cc.h.log.Error("cannot serialize hub method result", "conn_id", cc.id, "method", inv.Target, "error", err)
-			cc.sendInvocationError(inv.InvocationID, errorMessage(fmt.Sprintf("An unexpected error occurred invoking '%s' on the server.", inv.Target), err, detailed))
-			return
-		}
-		c.HasResult, c.Result = true, raw
+	// CompletionMessage.WithResult for every non-streaming method: void methods complete with
+	// "result":null, exactly as ASP.NET Core writes them.
+	raw, err := cc.codec.Marshal(res)
+	if err != nil {
+		cc.h.log.Error("cannot serialize hub method result", "conn_id", cc.id, "method", inv.Target, "error", err)
+		cc.sendInvocationError(inv.InvocationID, errorMessage(fmt.Sprintf("An unexpected error occurred invoking '%s' on the server.", inv.Target), err, detailed))
+		return
 	}
+	c := hubproto.Completion{InvocationID: inv.InvocationID, HasResult: true, Result: raw}
 	cc.writeHub(c, svcproto.DataInvocation)
 }
 
@@ -602,7 +617,7 @@ func (cc *clientConn) tick(now int64) {
 			cc.writeHub(hubproto.Ping{}, svcproto.DataOther)
 		})
 	}
-	if !cc.processing.Load() && time.Duration(now-cc.lastRecv.Load()) >= hub.clientTimeout() {
+	if cc.timeoutOn.Load() && !cc.processing.Load() && time.Duration(now-cc.lastRecv.Load()) >= hub.clientTimeout() {
 		cc.push(event{kind: evTimeout})
 	}
 }

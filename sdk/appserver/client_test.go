@@ -140,7 +140,7 @@ func TestClientHandshakeInvocationCompletion(t *testing.T) {
 
 	c.send(svcproto.ConnectionData{ConnectionID: "conn1", Payload: []byte(`{"type":6}` + rs + `{"type":1,"invocationId":"2","target":"void","arguments":["x"]}` + rs + `{"type":1,"target":"void","arguments":["x"]}` + rs + `{"type":1,"invocationId":"3","target":"add","arguments":[2,2]}` + rs)})
 	d = c.expectData(t, "conn1")
-	if want := `{"type":3,"invocationId":"2"}` + rs; string(d.Payload) != want {
+	if want := `{"type":3,"invocationId":"2","result":null}` + rs; string(d.Payload) != want {
 		t.Errorf("void completion = %q, want %q", d.Payload, want)
 	}
 	// The non-blocking invocation has no completion: the next one is for id 3.
@@ -385,7 +385,7 @@ func TestSendTargets(t *testing.T) {
 			m := c.next(t)
 			tt.check(t, m)
 			d := c.expectData(t, "c1")
-			if want := `{"type":3,"invocationId":"1"}` + rs; string(d.Payload) != want {
+			if want := `{"type":3,"invocationId":"1","result":null}` + rs; string(d.Payload) != want {
 				t.Errorf("completion = %q", d.Payload)
 			}
 		})
@@ -459,7 +459,7 @@ func TestGroupsWithAck(t *testing.T) {
 	t.Parallel()
 	h := &Hub{}
 	h.On("join", func(c *Context, g string) error { return c.Groups.Add(c, c.ConnectionID, g) })
-	s, c := setup(t, h, func(o *Options) { o.Timing.Ack = 200 * time.Millisecond })
+	s, c := setup(t, h, nil)
 	c.openClient(t, "c1", "json", nil, nil, "")
 
 	for i, status := range []svcproto.AckStatus{svcproto.AckOK, svcproto.AckNotFound} {
@@ -470,7 +470,7 @@ func TestGroupsWithAck(t *testing.T) {
 		}
 		c.send(svcproto.Ack{AckID: j.AckID, Status: status})
 		d := c.expectData(t, "c1")
-		if want := fmt.Sprintf(`{"type":3,"invocationId":"%d"}`, i) + rs; string(d.Payload) != want {
+		if want := fmt.Sprintf(`{"type":3,"invocationId":"%d","result":null}`, i) + rs; string(d.Payload) != want {
 			t.Errorf("completion = %q, want %q", d.Payload, want)
 		}
 	}
@@ -488,15 +488,6 @@ func TestGroupsWithAck(t *testing.T) {
 		t.Errorf("Remove with Timeout ack = %v, want ErrAckTimeout", err)
 	}
 
-	// No Ack at all.
-	st, err := hc.Groups.AddWithStatus(ctx, "c1", "other")
-	if !errors.Is(err, ErrAckTimeout) || st != AckTimeout {
-		t.Errorf("AddWithStatus without ack = %v, %v", st, err)
-	}
-	if m, ok := c.next(t).(svcproto.JoinGroupWithAck); !ok || m.AckID != 4 {
-		t.Errorf("unanswered join = %#v", m)
-	}
-
 	go func() {
 		st, err := hc.Groups.AddWithStatus(ctx, "c1", "x")
 		if err == nil && st != AckNotFound {
@@ -509,6 +500,20 @@ func TestGroupsWithAck(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Errorf("AddWithStatus NotFound: %v", err)
 	}
+}
+
+func TestAckTimeout(t *testing.T) {
+	t.Parallel()
+	s, c := setup(t, &Hub{}, func(o *Options) { o.Timing.Ack = 50 * time.Millisecond })
+	st, err := s.Hub("chat").Groups.AddWithStatus(context.Background(), "c1", "other")
+	if !errors.Is(err, ErrAckTimeout) || st != AckTimeout {
+		t.Errorf("AddWithStatus without ack = %v, %v", st, err)
+	}
+	if m, ok := c.next(t).(svcproto.JoinGroupWithAck); !ok || m.AckID != 1 {
+		t.Errorf("unanswered join = %#v", m)
+	}
+	// A late Ack is ignored.
+	c.send(svcproto.Ack{AckID: 1, Status: svcproto.AckOK})
 }
 
 func TestUserGroupsAndChecks(t *testing.T) {
@@ -661,6 +666,11 @@ func TestClientKeepAliveAndTimeout(t *testing.T) {
 	if string(d.Payload) != `{"type":6}`+rs || d.Ext.DataMessageType != svcproto.DataOther {
 		t.Errorf("ping = %q (%v)", d.Payload, d.Ext.DataMessageType)
 	}
+	// The client timeout is only enforced once the client pinged (StartClientTimeout).
+	if s.clientCount.Load() != 1 {
+		t.Fatalf("client timed out before its first ping")
+	}
+	c.send(svcproto.ConnectionData{ConnectionID: "c1", Payload: []byte(`{"type":6}` + rs)})
 	// Silence: the client times out.
 	d = c.expect(t, func(m svcproto.Message) bool {
 		d, ok := m.(svcproto.ConnectionData)
@@ -678,6 +688,39 @@ func TestClientKeepAliveAndTimeout(t *testing.T) {
 		return ok && cl.ConnectionID == "c1"
 	})
 	poll(t, "client count 0", func() bool { return s.clientCount.Load() == 0 })
+}
+
+func TestClientCloseMessage(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, msg, wantErr string
+	}{
+		{"graceful", `{"type":7}`, ""},
+		{"with error", `{"type":7,"error":"bye"}`, "bye"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := newRecorder()
+			_, c := setup(t, rec.hub(), nil)
+			c.openClient(t, "c1", "json", nil, nil, "")
+			c.send(svcproto.ConnectionData{ConnectionID: "c1", Payload: []byte(tt.msg + rs)})
+			d := c.expectData(t, "c1")
+			if string(d.Payload) != `{"type":7}`+rs || d.Ext.DataMessageType != svcproto.DataClose {
+				t.Errorf("close = %q (%v)", d.Payload, d.Ext.DataMessageType)
+			}
+			if m, ok := c.next(t).(svcproto.CloseConnection); !ok || m.ConnectionID != "c1" {
+				t.Errorf("want CloseConnection, got %#v", m)
+			}
+			err := rec.waitDisconnected(t)
+			var he *HubError
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("OnDisconnected err = %v, want nil", err)
+			case tt.wantErr != "" && (!errors.As(err, &he) || he.Message != tt.wantErr):
+				t.Errorf("OnDisconnected err = %v, want HubError %q", err, tt.wantErr)
+			}
+		})
+	}
 }
 
 func TestOnConnectedError(t *testing.T) {
@@ -731,6 +774,9 @@ func TestMigrationHeaders(t *testing.T) {
 	// Migrating away: nothing more reaches the service for this client.
 	c.send(svcproto.CloseConnection{ConnectionID: "m1", Headers: svcproto.Headers{{Name: "Asrs-Migrate-To", Values: []string{"new"}}}})
 	rec.waitDisconnected(t)
+	if got := ctx.MigratedTo(); got != "new" {
+		t.Errorf("MigratedTo = %q", got)
+	}
 	c.send(svcproto.Ping{Values: []string{"echo", "barrier"}})
 	m := c.next(t)
 	if p, ok := m.(svcproto.Ping); !ok || !slices.Equal(p.Values, []string{"echo", "barrier"}) {

@@ -32,6 +32,8 @@
 // until the service's Ack arrives (or 10 s pass); Shutdown blocks until graceful shutdown ends or
 // its context expires. No callback is ever invoked while an internal lock is held.
 //
-// Lock order: Server.mu → hubRuntime.mu → clientConn.mu. No lock is held across socket I/O; the
-// per-socket write lock is a channel so waiting writers can give up on their context.
+// Lock order: clientConn.outMu → svcConn write lock → hubRuntime.mu; clientConn.outMu →
+// hubRuntime.mu. Server.mu and clientConn.mu are leaves. Only the write locks are held across
+// socket I/O (a client's output stays ordered); the socket write lock is a channel so waiting
+// writers can give up on their context.
 package appserver

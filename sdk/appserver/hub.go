@@ -55,8 +55,8 @@ type Hub struct {
 //	h.On("Send", func(c *appserver.Context, user, text string) error { ... })
 //	h.On("Add", func(c *appserver.Context, a, b int) (int, error) { return a + b, nil })
 //
-// Methods returning a result send a completion with it (even nil); the others send a void
-// completion. A returned *HubError reaches the client verbatim; other errors only with
+// The completion carries the result; methods without one complete with a null result, as
+// ASP.NET Core does (CompletionMessage.WithResult). A returned *HubError reaches the client verbatim; other errors only with
 // EnableDetailedErrors. On panics on an invalid fn or a duplicate name (overloads are not
 // supported, as in ASP.NET Core).
 func (h *Hub) On(name string, fn any) {
@@ -151,6 +151,15 @@ type Context struct {
 // receives a close message, OnDisconnected runs with a nil error and the service is told with
 // CloseConnection. It returns immediately.
 func (c *Context) Abort() { c.conn.abort(nil) }
+
+// MigratedTo is the server id the service is migrating this connection to (Asrs-Migrate-To of
+// its CloseConnection), or "". OnDisconnected can use it to tell a migration from a real leave
+// (IConnectionMigrationFeature).
+func (c *Context) MigratedTo() string {
+	c.conn.mu.Lock()
+	defer c.conn.mu.Unlock()
+	return c.conn.migrateTo
+}
 
 // ConnectionAborted is closed as soon as the connection starts to end (abort, timeout, client or
 // service close), before OnDisconnected runs. The embedded context.Context is cancelled only
@@ -252,7 +261,7 @@ func (m *hubMethod) call(c *Context, args []reflect.Value) (result any, err erro
 	if m.hasResult {
 		return out[0].Interface(), nil
 	}
-	return nil, nil
+	return nil, nil // void: completes with "result":null
 }
 
 // errorMessage is ErrorMessageHelper.BuildErrorMessage: HubException details are always shown,

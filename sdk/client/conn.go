@@ -133,8 +133,9 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 		return nil, err
 	}
 	if c.keepAlive > 0 {
-		// Like the JS client, ping right away so the server sees the client is alive.
-		if err := c.writeMsg(ctx, hubproto.Ping{}); err != nil {
+		// Like the JS client, ping right away so the server sees the client is alive. A write
+		// stuck past ctx closes the socket, which fails Dial as it should.
+		if err := c.writeMsg(ctx, ctx, hubproto.Ping{}); err != nil {
 			c.cancel()
 			_ = ws.CloseNow()
 			return nil, err
@@ -359,13 +360,22 @@ func (c *Conn) keepAliveLoop() {
 		now := c.now()
 		if c.serverTimeout > 0 && time.Duration(now-c.lastRecv.Load()) >= c.serverTimeout {
 			c.fail(ErrServerTimeout)
-			_ = c.ws.CloseNow() // the reader goroutine then tears down
+			if c.ws != nil {
+				_ = c.ws.CloseNow() // the reader goroutine then tears down
+			}
 			return
 		}
+		pinged := true
 		if c.keepAlive > 0 && time.Duration(now-c.lastSend.Load()) >= c.keepAlive {
-			c.ping()
+			pinged = c.ping()
 		}
-		t.Reset(c.nextTick(c.now()))
+		wait := c.nextTick(c.now())
+		if !pinged {
+			// A write holds the lock (possibly stuck on a full socket): look again later
+			// rather than spinning.
+			wait = max(wait, c.keepAlive/16)
+		}
+		t.Reset(wait)
 	}
 }
 
@@ -381,20 +391,23 @@ func (c *Conn) nextTick(now int64) time.Duration {
 	return max(d, time.Millisecond)
 }
 
-// ping sends a Ping unless a write is in progress (which resets send idleness anyway).
-func (c *Conn) ping() {
+// ping sends a Ping unless a write is in progress (which resets send idleness anyway). It
+// reports whether it got the write lock.
+func (c *Conn) ping() bool {
 	select {
 	case c.wsem <- struct{}{}:
 	default:
-		return
+		return false
 	}
 	defer func() { <-c.wsem }()
-	// Bounded so a stuck socket cannot stall the server-timeout check forever.
+	// Bounded so a stuck socket cannot stall the server-timeout check forever: a ping that
+	// cannot be written for that long closes the connection.
 	ctx, cancel := context.WithTimeout(c.ctx, max(c.serverTimeout, c.keepAlive))
 	defer cancel()
 	if err := c.writeLocked(ctx, hubproto.Ping{}); err != nil {
 		c.log.Debug("keep-alive ping failed", "err", err)
 	}
+	return true
 }
 
 // lock acquires the write semaphore.
@@ -411,20 +424,24 @@ func (c *Conn) lock(ctx context.Context) error {
 
 func (c *Conn) unlock() { <-c.wsem }
 
-// writeMsg encodes m and writes it as one WebSocket message.
-func (c *Conn) writeMsg(ctx context.Context, m hubproto.Message) error {
+// writeMsg encodes m and writes it as one WebSocket message. ctx bounds the wait for the
+// write lock; wctx is passed to the WebSocket write (see writeLocked).
+func (c *Conn) writeMsg(ctx, wctx context.Context, m hubproto.Message) error {
 	if err := c.lock(ctx); err != nil {
 		return err
 	}
 	defer c.unlock()
-	return c.writeLocked(ctx, m)
+	return c.writeLocked(wctx, m)
 }
 
 // maxKeptBuf caps the encode buffer kept between writes.
 const maxKeptBuf = 64 << 10
 
-// writeLocked encodes and writes m; the caller holds wsem.
-func (c *Conn) writeLocked(ctx context.Context, m hubproto.Message) error {
+// writeLocked encodes and writes m; the caller holds wsem. wctx is handed to the WebSocket
+// write, whose cancellation closes the socket: callers pass context.Background() unless
+// closing is the intended outcome. (coder/websocket disarms the context only after flushing,
+// so a caller's context cancelled just as a write completes would kill a healthy connection.)
+func (c *Conn) writeLocked(wctx context.Context, m hubproto.Message) error {
 	b, err := c.codec.Append(c.wbuf[:0], m)
 	if err != nil {
 		return fmt.Errorf("client: encode %v: %w", m.Type(), err)
@@ -432,18 +449,18 @@ func (c *Conn) writeLocked(ctx context.Context, m hubproto.Message) error {
 	if cap(b) <= maxKeptBuf {
 		c.wbuf = b
 	}
-	return c.writeFrameLocked(ctx, b)
+	return c.writeFrameLocked(wctx, b)
 }
 
-func (c *Conn) writeFrameLocked(ctx context.Context, b []byte) error {
+func (c *Conn) writeFrameLocked(wctx context.Context, b []byte) error {
 	var err error
 	if c.sink != nil {
 		err = c.sink(b)
 	} else {
-		err = c.ws.Write(ctx, c.msgType, b)
+		err = c.ws.Write(wctx, c.msgType, b)
 	}
 	if err != nil {
-		if ctx.Err() == nil && c.isEnded() {
+		if wctx.Err() == nil && c.isEnded() {
 			return c.closedErr()
 		}
 		return fmt.Errorf("client: write: %w", err)
@@ -508,7 +525,8 @@ func (c *Conn) Close(ctx context.Context) error {
 		if c.isEnded() {
 			return
 		}
-		if err := c.writeMsg(ctx, hubproto.Close{}); err != nil {
+		// Closing is the intent, so a write stuck past ctx may close the socket.
+		if err := c.writeMsg(ctx, ctx, hubproto.Close{}); err != nil {
 			c.log.Debug("sending close message failed", "err", err)
 		}
 		// The reader goroutine sees the close and tears down.
@@ -530,7 +548,7 @@ func (c *Conn) SendRaw(ctx context.Context, frame []byte) error {
 		return err
 	}
 	defer c.unlock()
-	return c.writeFrameLocked(ctx, frame)
+	return c.writeFrameLocked(context.Background(), frame)
 }
 
 // lowerTarget returns strings.ToLower(target), cached for the reader goroutine.

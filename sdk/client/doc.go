@@ -13,9 +13,10 @@
 // of Conn is safe for concurrent use.
 //
 // Dial, Invoke, InvokeInto, Send, SendRaw and Close block and take a context. The context given
-// to Dial bounds connection establishment only, never the connection's lifetime. Cancelling the
-// context of a write that is stuck on a full socket closes the WebSocket, because a half-written
-// message cannot be taken back.
+// to Dial bounds connection establishment only, never the connection's lifetime. For writes the
+// context bounds the wait for the connection's write turn; a write already on the wire is not
+// abandoned (a half-written message cannot be taken back): it ends when the server reads it or
+// when the connection ends (Close, server timeout, transport error).
 //
 // On handlers run on the reader goroutine in arrival order: they must return quickly and must
 // not wait for an Invoke on the same Conn (start a goroutine for that). OnResult handlers run on

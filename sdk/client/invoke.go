@@ -117,7 +117,7 @@ func (c *Conn) sendInvocation(ctx context.Context, id, method string, args []any
 		c.wargs = append(c.wargs, raw)
 	}
 	c.winv = hubproto.Invocation{InvocationID: id, Target: method, Arguments: c.wargs}
-	err := c.writeLocked(ctx, &c.winv)
+	err := c.writeLocked(context.Background(), &c.winv)
 	clear(c.wargs) // drop references to the caller's data
 	c.winv = hubproto.Invocation{}
 	return err
@@ -197,7 +197,8 @@ func (c *Conn) reply(id string, fn func([]hubproto.Raw) (any, error), args []hub
 }
 
 func (c *Conn) sendCompletion(comp hubproto.Completion) {
-	if err := c.writeMsg(c.ctx, &comp); err != nil {
+	// Wait for the write turn only while the connection lives.
+	if err := c.writeMsg(c.ctx, context.Background(), &comp); err != nil {
 		c.log.Debug("sending completion failed", "invocation_id", comp.InvocationID, "err", err)
 	}
 }

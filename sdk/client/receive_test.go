@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
+	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/signalrd/signalrd/protocol/hubproto"
 )
@@ -113,7 +117,8 @@ func TestReceiveDispatch(t *testing.T) {
 				return nil
 			})
 			var calls int
-			c.On("on", func([]hubproto.Raw) { calls++ })
+			var kept []hubproto.Raw
+			c.On("on", func(args []hubproto.Raw) { calls, kept = calls+1, args })
 			ch := make(chan completion, 1)
 			c.pending["0"] = ch
 			var stream []byte
@@ -138,6 +143,10 @@ func TestReceiveDispatch(t *testing.T) {
 			}
 			if calls != 1 {
 				t.Errorf("On handler called %d times", calls)
+			}
+			// Arguments stay valid after the receive buffer was reused.
+			if s, err := Decode[string](c, kept[0]); err != nil || s != "x" {
+				t.Errorf("kept argument = %q, %v", s, err)
 			}
 			if r := <-ch; string(r.result) == "" || r.err != nil {
 				t.Errorf("completion = %+v", r)
@@ -221,4 +230,87 @@ func BenchmarkSendEncode(b *testing.B) {
 			})
 		})
 	}
+}
+
+// TestKeepAliveTimers checks the keep-alive and server-timeout schedule on a fake clock:
+// pings after 15 s of send idleness, reset by sends; timeout 30 s after the last receive.
+func TestKeepAliveTimers(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var pings []time.Duration
+		start := time.Now()
+		c := newSinkConn(hubproto.JSON(), func(b []byte) error {
+			if string(b) == `{"type":6}`+"\x1e" {
+				mu.Lock()
+				pings = append(pings, time.Since(start))
+				mu.Unlock()
+			}
+			return nil
+		})
+		defer c.cancel()
+		c.keepAlive, c.serverTimeout = 15*time.Second, 30*time.Second
+		c.wg.Add(1)
+		go c.keepAliveLoop()
+
+		time.Sleep(20 * time.Second)
+		c.lastRecv.Store(c.now()) // t=20s: a message from the server
+		time.Sleep(5 * time.Second)
+		if err := c.Send(context.Background(), "x"); err != nil { // t=25s: next ping at 40s
+			t.Fatal(err)
+		}
+		time.Sleep(24 * time.Second) // t=49s: 29 s after the last receive
+		synctest.Wait()
+		reason := func() error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.err
+		}
+		if err := reason(); err != nil {
+			t.Fatalf("ended early: %v", err)
+		}
+		time.Sleep(2 * time.Second) // t=51s
+		synctest.Wait()
+		if err := reason(); !errors.Is(err, ErrServerTimeout) {
+			t.Errorf("reason = %v, want ErrServerTimeout", err)
+		}
+		c.wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		if want := []time.Duration{15 * time.Second, 40 * time.Second}; !slices.Equal(pings, want) {
+			t.Errorf("pings at %v, want %v", pings, want)
+		}
+	})
+}
+
+// A ping due while another write holds the lock is retried after KeepAliveInterval/16.
+func TestKeepAliveBusyWriter(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var pings []time.Duration
+		start := time.Now()
+		c := newSinkConn(hubproto.JSON(), func([]byte) error {
+			mu.Lock()
+			pings = append(pings, time.Since(start))
+			mu.Unlock()
+			return nil
+		})
+		c.keepAlive, c.serverTimeout = 16*time.Second, -1
+		c.wg.Add(1)
+		go c.keepAliveLoop()
+		time.Sleep(10 * time.Second)
+		c.wsem <- struct{}{} // a writer stuck from t=10s to t=20s
+		time.Sleep(10 * time.Second)
+		<-c.wsem
+		time.Sleep(5 * time.Second)
+		c.cancel()
+		c.wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		// Due at 16s; retried at 17s, 18s, 19s (busy), 20s (ties with the release), 21s at the latest.
+		if len(pings) != 1 || pings[0] < 20*time.Second || pings[0] > 21*time.Second {
+			t.Errorf("pings at %v, want one between 20s and 21s", pings)
+		}
+	})
 }
