@@ -109,6 +109,9 @@ const (
 	Binary
 )
 
+// maxIdleBuffer is the largest buffer a Splitter keeps once everything in it was consumed.
+const maxIdleBuffer = 64 << 10
+
 // Splitter accumulates a byte stream and yields whole messages. Bytes of a message split across
 // writes are kept until the rest arrives. The zero value is a Text splitter with no size limit.
 type Splitter struct {
@@ -123,6 +126,9 @@ func (s *Splitter) Write(p []byte) {
 	if s.off > 0 && s.off == len(s.buf) {
 		s.buf = s.buf[:0]
 		s.off = 0
+		if cap(s.buf) > maxIdleBuffer {
+			s.buf = nil // do not pin one large message's buffer for the connection's lifetime
+		}
 	} else if s.off > 0 && s.off > cap(s.buf)/2 {
 		n := copy(s.buf, s.buf[s.off:])
 		s.buf = s.buf[:n]
