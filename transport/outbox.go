@@ -39,6 +39,13 @@ func (o *Outbox) signal() {
 	}
 }
 
+// wakeWaiters releases every PushWait blocked on the current space channel; called with mu held
+// whenever the outbox is drained or closed, so a waiter re-checks and never outlives the outbox.
+func (o *Outbox) wakeWaiters() {
+	close(o.space)
+	o.space = make(chan struct{})
+}
+
 func (o *Outbox) fits(n int) bool { return o.max <= 0 || o.size == 0 || o.size+n <= o.max }
 
 // Push queues a frame without blocking. Over the bound it marks the outbox overrun, closes it and
@@ -54,6 +61,7 @@ func (o *Outbox) Push(frame []byte) bool {
 		o.closed = true
 		o.frames = nil
 		o.size = 0
+		o.wakeWaiters()
 		o.signal()
 		return false
 	}
@@ -103,8 +111,7 @@ func (o *Outbox) Take(buf [][]byte) (frames [][]byte, done, overrun bool) {
 	if len(o.frames) > 0 {
 		frames, o.frames = o.frames, buf
 		o.size = 0
-		close(o.space)
-		o.space = make(chan struct{})
+		o.wakeWaiters()
 	} else {
 		frames = buf
 	}
@@ -117,6 +124,7 @@ func (o *Outbox) Close() {
 	defer o.mu.Unlock()
 	if !o.closed {
 		o.closed = true
+		o.wakeWaiters()
 		o.signal()
 	}
 }
@@ -128,8 +136,7 @@ func (o *Outbox) Discard() {
 	o.closed = true
 	o.frames = nil
 	o.size = 0
-	close(o.space)
-	o.space = make(chan struct{})
+	o.wakeWaiters()
 	o.signal()
 }
 

@@ -28,7 +28,8 @@ func Pump(ctx context.Context, o *Outbox, w BatchWriter, opt PumpOptions) error 
 	}
 	var tick <-chan time.Time
 	if opt.KeepAlive > 0 {
-		t := time.NewTicker(opt.KeepAlive / 2)
+		// Check twice per period; max keeps a 1 ns period from halving to 0, which NewTicker rejects.
+		t := time.NewTicker(max(opt.KeepAlive/2, time.Nanosecond))
 		defer t.Stop()
 		tick = t.C
 	}

@@ -17,8 +17,12 @@ type WSWriter struct {
 	buf      []byte
 }
 
-// WriteBatch implements BatchWriter. A single frame is written without copying.
+// WriteBatch implements BatchWriter. A single frame is written without copying; an empty batch
+// writes nothing (not an empty message).
 func (w *WSWriter) WriteBatch(ctx context.Context, frames [][]byte) error {
+	if len(frames) == 0 {
+		return nil
+	}
 	if len(frames) == 1 {
 		return w.Conn.Write(ctx, w.Type, frames[0])
 	}

@@ -456,7 +456,7 @@ func (cc *clientConn) serve() {
 			cc.h.log.Debug("client timeout", "conn_id", cc.id)
 			err := &dotnetError{"OperationCanceledException", textClientTimeout}
 			cc.writeClose(hubproto.Close{Error: errorMessage(textConnectionClosedWithError, err, detailed), AllowReconnect: true})
-			cc.disconnected(errors.New(textClientTimeout))
+			cc.disconnected(ErrClientTimeout)
 			cc.sendCloseConnection("")
 			return
 		}

@@ -13,12 +13,21 @@
 //     ServiceError, ConnectionFlowControl;
 //   - a virtual hub connection per OpenConnection: the app server performs the hub handshake,
 //     answers with exactly one complete hub frame per ConnectionData (dataMessageType 1/2/3/4),
-//     runs OnConnected / hub methods / OnDisconnected, pings every 15 s and times a silent
-//     client out after 30 s like ASP.NET Core's HubConnectionHandler;
+//     runs OnConnected / hub methods / OnDisconnected, pings a client it has not written to for
+//     15 s and, once the client has pinged, times it out after 30 s of silence, like ASP.NET
+//     Core's HubConnectionHandler;
 //   - fan-out (BroadcastData, MultiConnectionData, UserData, MultiUserData, GroupBroadcastData,
 //     MultiGroupBroadcastData) with one payload per supported hub protocol, group and user-group
 //     membership with acks (10 s timeout, process-wide ack ids from 1), and the negotiate
 //     redirect with a signed client token.
+//
+// Not implemented (the SDK features a Go hub or signalrd does not need): Entra ID (AAD)
+// authentication and AccessKey messages, multiple endpoints and endpoint routers, OnDemand
+// sockets opened after a "target" ping, streaming hub methods (client→server and
+// server→client streams are answered with the SDK's error completions), client results called
+// from the server (InvokeAsync; the router role that forwards a client's completion is
+// implemented), hub filters and authorization policies, and the asrs_lang/asrs_ui_lang culture
+// parameters of the negotiate redirect.
 //
 // Concurrency: Server, HubContext, Clients, Groups, UserGroups and ClientProxy are safe for
 // concurrent use. A Hub must be fully configured (On, callbacks, options) before Start. Hub

@@ -28,6 +28,15 @@ var (
 	ErrUnknownHub = errors.New("appserver: unknown hub")
 )
 
+// ErrClientTimeout is the error OnDisconnected receives when a client sent nothing for
+// Hub.ClientTimeoutInterval. Its text is ASP.NET Core's: "Client hasn't sent a message/ping
+// within the configured ClientTimeoutInterval."
+var ErrClientTimeout error = clientTimeoutError{}
+
+type clientTimeoutError struct{}
+
+func (clientTimeoutError) Error() string { return textClientTimeout }
+
 // AckStatus is the status the service put in an Ack.
 type AckStatus = svcproto.AckStatus
 

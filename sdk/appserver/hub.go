@@ -24,8 +24,8 @@ type Hub struct {
 	// ASP.NET Core, OnDisconnected is then not called.
 	OnConnected func(c *Context) error
 	// OnDisconnected runs once when a connected client goes away. err is nil for a normal close
-	// (client left, Abort, service closed it) and describes the failure otherwise (timeout,
-	// protocol error).
+	// (client left, Abort, service closed it) and describes the failure otherwise
+	// (ErrClientTimeout, a protocol error, or a *HubError carrying the client's close error).
 	OnDisconnected func(c *Context, err error)
 
 	// EnableDetailedErrors adds exception details to error completions and close messages and
@@ -33,7 +33,8 @@ type Hub struct {
 	EnableDetailedErrors bool
 	// KeepAliveInterval is how long the hub may stay silent before it pings a client. 15 s.
 	KeepAliveInterval time.Duration
-	// ClientTimeoutInterval closes a client that sent nothing for this long. 30 s.
+	// ClientTimeoutInterval closes a client that sent nothing for this long; as in ASP.NET Core
+	// it is enforced only after the client's first ping. 30 s.
 	ClientTimeoutInterval time.Duration
 	// HandshakeTimeout bounds the wait for the client's hub handshake (also advertised to the
 	// service as asrs.s.cht by negotiate when it is not 15 s). 15 s.

@@ -140,7 +140,7 @@ func (o Options) Validate() error {
 	switch o.Algorithm {
 	case "", "HS256", "HS512":
 	default:
-		errs = append(errs, fmt.Errorf("Algorithm %q is not HS256 or HS512", o.Algorithm))
+		errs = append(errs, fmt.Errorf("algorithm %q is not HS256 or HS512", o.Algorithm))
 	}
 	if o.MigrationLevel < 0 || o.MigrationLevel > 2 {
 		errs = append(errs, fmt.Errorf("MigrationLevel %d is not 0, 1 or 2", o.MigrationLevel))
