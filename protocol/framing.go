@@ -153,12 +153,15 @@ func (s *Splitter) Next() (msg, frame []byte, err error) {
 	return msg, frame, nil
 }
 
-// Buffered is the number of bytes held that do not yet form a whole message.
+// Buffered is the number of bytes held and not yet returned by Next.
 func (s *Splitter) Buffered() int { return len(s.buf) - s.off }
 
 // Rest returns the buffered bytes not yet returned by Next and empties the splitter.
 func (s *Splitter) Rest() []byte {
 	r := append([]byte(nil), s.buf[s.off:]...)
 	s.buf, s.off = s.buf[:0], 0
+	if cap(s.buf) > maxIdleBuffer {
+		s.buf = nil
+	}
 	return r
 }

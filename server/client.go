@@ -36,7 +36,8 @@ type client struct {
 
 	// appClosed is set when the app server ended the connection, so it is not told again.
 	appClosed atomic.Bool
-	// overrun is set when the outbox overflowed, for the close reason.
+	// closeKind records why the service or the app ended the connection, for metrics.
+	closeKind atomic.Value // string
 	closeOnce sync.Once
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -70,7 +71,8 @@ func (c *client) Send(frame []byte) bool { return c.out.Push(frame) }
 
 // closeWith ends the connection with a SignalR Close message after what is already queued. The
 // connection stops being addressable at once; the transport flushes and closes in the background.
-func (c *client) closeWith(reason string, allowReconnect bool) {
+func (c *client) closeWith(kind, reason string, allowReconnect bool) {
+	c.closeKind.CompareAndSwap(nil, kind)
 	c.hub.conn.Remove(c)
 	if c.codec != nil {
 		if f, err := c.codec.Append(nil, hubproto.Close{Error: reason, AllowReconnect: allowReconnect}); err == nil {
@@ -83,6 +85,7 @@ func (c *client) closeWith(reason string, allowReconnect bool) {
 // closeFromApp ends the connection because the app server closed it: it already sent the
 // client's Close frame, so flush and close without telling it again.
 func (c *client) closeFromApp() {
+	c.closeKind.CompareAndSwap(nil, closeReasonApp)
 	c.appClosed.Store(true)
 	c.hub.conn.Remove(c)
 	c.out.Close()
@@ -100,9 +103,14 @@ func (c *client) closeFrame(reason string, allowReconnect bool) []byte {
 	return f
 }
 
-// finish unregisters the client and tells its app server, once.
-func (c *client) finish(reason string) {
+// finish unregisters the client and tells its app server, once. kind is a closeReason* constant.
+func (c *client) finish(kind, reason string) {
 	c.closeOnce.Do(func() {
+		m := c.in.srv.metrics
+		m.clientCloses.WithLabelValues(c.in.name, kind).Inc()
+		if c.protocol != "" {
+			m.clients.WithLabelValues(c.in.name, c.protocol).Dec()
+		}
 		c.cancel()
 		c.out.Discard()
 		c.hub.conn.Remove(c)

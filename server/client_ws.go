@@ -166,7 +166,8 @@ func (s *Server) runWSClient(c *client, ws *websocket.Conn, r *http.Request) {
 	c.link.Store(l)
 	l.bind(c)
 	c.hub.conn.Add(c)
-	defer c.finish("")
+	c.in.srv.metrics.clients.WithLabelValues(c.in.name, c.protocol).Inc()
+	defer c.finish(closeReasonClient, "")
 	open := svcproto.OpenConnection{
 		ConnectionID: c.id,
 		Claims:       toSvcClaims(auth.OpenConnectionClaims(c.token)),
@@ -187,7 +188,7 @@ func (s *Server) runWSClient(c *client, ws *websocket.Conn, r *http.Request) {
 		// Closing here unblocks the reader when the service or the app ends the connection.
 		switch {
 		case errors.Is(perr, transport.ErrOverrun):
-			c.finish(reasonSlowConsumer)
+			c.finish(closeReasonSlowConsumer, reasonSlowConsumer)
 			wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = ws.Write(wctx, msgType, c.closeFrame(reasonSlowConsumer, true))
 			cancel()
@@ -229,9 +230,9 @@ func (s *Server) runWSClient(c *client, ws *websocket.Conn, r *http.Request) {
 	}
 	switch {
 	case errors.Is(readErr, protocol.ErrTooLarge):
-		c.closeWith(reasonTooLarge, false)
+		c.closeWith(closeReasonTooLarge, reasonTooLarge, false)
 	case errors.Is(readErr, errLinkClosed):
-		c.closeWith(reasonServerLost, true)
+		c.closeWith(closeReasonServerLost, reasonServerLost, true)
 	default:
 		c.out.Discard() // the peer is gone or the service is stopping: nothing more to write
 	}
@@ -240,7 +241,11 @@ func (s *Server) runWSClient(c *client, ws *websocket.Conn, r *http.Request) {
 	if readErr != nil && websocket.CloseStatus(readErr) == -1 && !errors.Is(readErr, context.Canceled) && !errors.Is(readErr, protocol.ErrTooLarge) {
 		reason = fmt.Sprintf("Client transport failed: %v", readErr)
 	}
-	c.finish(reason)
+	kind, _ := c.closeKind.Load().(string)
+	if kind == "" {
+		kind = closeReasonClient
+	}
+	c.finish(kind, reason)
 }
 
 // writeHandshakeError answers the hub handshake with an error and closes the socket.

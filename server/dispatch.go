@@ -66,7 +66,7 @@ func (l *link) dispatch(m svcproto.Message) {
 	case svcproto.CloseConnectionWithAck:
 		c, ok := l.hub.client(m.ConnectionID)
 		if ok {
-			c.closeWith(m.Reason, false)
+			c.closeWith(closeReasonService, m.Reason, false)
 		}
 		l.ack(m.AckID, ok, m.Ext)
 	case svcproto.CloseConnectionsWithAck:
@@ -123,7 +123,7 @@ func closeConns(conns []router.Conn, reason string, excluded []string) {
 		if !ok || containsString(excluded, c.id) {
 			continue
 		}
-		c.closeWith(reason, false)
+		c.closeWith(closeReasonService, reason, false)
 	}
 }
 

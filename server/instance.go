@@ -127,7 +127,7 @@ func (in *instance) housekeeping(ctx context.Context) {
 func (in *instance) closeAll(reason string) {
 	for _, h := range in.hubSnapshot() {
 		for _, c := range h.clientSnapshot() {
-			c.closeWith(reason, true)
+			c.closeWith(closeReasonService, reason, true)
 		}
 		for _, l := range h.linkSnapshot() {
 			l.close()

@@ -200,6 +200,8 @@ func (s *Server) runLink(l *link, ws *websocket.Conn) {
 	// Register before answering: once the SDK sees the response it may negotiate clients. Anything
 	// queued for the link meanwhile waits in the outbox, behind the response written here.
 	l.hub.addLink(l)
+	in.srv.metrics.serverSockets.WithLabelValues(in.name).Inc()
+	defer in.srv.metrics.serverSockets.WithLabelValues(in.name).Dec()
 	reply(svcproto.HandshakeResponse{ConnectionID: l.cid})
 	l.log.Info("app server connected", "type", l.connType)
 
@@ -216,8 +218,10 @@ func (s *Server) runLink(l *link, ws *websocket.Conn) {
 	})
 	s.goConn(func() { l.watchdog(ws) })
 
+	msgs, bytes := in.srv.metrics.messagesIn.WithLabelValues(in.name, "server"), in.srv.metrics.bytesIn.WithLabelValues(in.name, "server")
 	err = readStream(l.ctx, ws, func(p []byte) error {
 		l.lastRead.Store(time.Now().UnixNano())
+		bytes.Add(float64(len(p)))
 		reader.Write(p)
 		for {
 			m, err := reader.Next()
@@ -227,6 +231,7 @@ func (s *Server) runLink(l *link, ws *websocket.Conn) {
 			if err != nil {
 				return err
 			}
+			msgs.Inc()
 			l.dispatch(m)
 		}
 	})
@@ -276,7 +281,7 @@ func (l *link) shutdown() {
 	l.hub.removeLink(l)
 	for _, c := range clients {
 		c.appClosed.Store(true) // nobody to tell
-		c.closeWith(reasonServerLost, true)
+		c.closeWith(closeReasonServerLost, reasonServerLost, true)
 	}
 	l.in.failInvocationsVia(l)
 	l.log.Info("app server disconnected", "clients_closed", len(clients))

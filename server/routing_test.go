@@ -219,6 +219,9 @@ func TestSlowConsumer(t *testing.T) {
 					if !strings.Contains(cc.ErrorMessage, "slow consumer") {
 						t.Fatalf("close reason %q", cc.ErrorMessage)
 					}
+					if n := metricValue(t, ts, "signalrd_client_closes_total", map[string]string{"reason": "slow_consumer"}); n != 1 {
+						t.Fatalf("slow consumer closes counted %v", n)
+					}
 					return
 				}
 			default:

@@ -20,6 +20,7 @@ type Server struct {
 	byHost    map[string]*instance
 	fallback  *instance
 	mux       *http.ServeMux
+	metrics   *metrics
 
 	// ctx is cancelled when the server stops; connection goroutines derive from it.
 	ctx    context.Context
@@ -34,7 +35,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, log: cfg.Logger, byHost: map[string]*instance{}, ctx: ctx, cancel: cancel}
+	s := &Server{cfg: cfg, log: cfg.Logger, byHost: map[string]*instance{}, ctx: ctx, cancel: cancel, metrics: newMetrics()}
 	for _, ic := range cfg.Instances {
 		in := newInstance(s, ic, cfg.Defaults.merged(ic.Settings))
 		s.instances = append(s.instances, in)

@@ -373,3 +373,5 @@ func TestServerLostClosesClients(t *testing.T) {
 		t.Logf("close: %v", err)
 	}
 }
+
+func jsonNewDecoder(resp *http.Response) *json.Decoder { return json.NewDecoder(resp.Body) }

@@ -24,12 +24,12 @@ type Outbox struct {
 	closed  bool // no more pushes; what is queued is still drained
 	overrun bool
 	ready   chan struct{} // signalled (cap 1) when frames arrive or state changes
-	space   chan struct{} // closed and replaced whenever the outbox is drained
+	space   chan struct{} // made by a waiting PushWait; closed (and cleared) when the outbox drains
 }
 
 // NewOutbox returns an outbox holding at most max bytes (max <= 0: unbounded).
 func NewOutbox(max int) *Outbox {
-	return &Outbox{max: max, ready: make(chan struct{}, 1), space: make(chan struct{})}
+	return &Outbox{max: max, ready: make(chan struct{}, 1)}
 }
 
 func (o *Outbox) signal() {
@@ -42,8 +42,10 @@ func (o *Outbox) signal() {
 // wakeWaiters releases every PushWait blocked on the current space channel; called with mu held
 // whenever the outbox is drained or closed, so a waiter re-checks and never outlives the outbox.
 func (o *Outbox) wakeWaiters() {
-	close(o.space)
-	o.space = make(chan struct{})
+	if o.space != nil {
+		close(o.space)
+		o.space = nil
+	}
 }
 
 func (o *Outbox) fits(n int) bool { return o.max <= 0 || o.size == 0 || o.size+n <= o.max }
@@ -87,6 +89,9 @@ func (o *Outbox) PushWait(ctx context.Context, limit int, frame []byte) error {
 			o.signal()
 			o.mu.Unlock()
 			return nil
+		}
+		if o.space == nil {
+			o.space = make(chan struct{})
 		}
 		space := o.space
 		o.mu.Unlock()

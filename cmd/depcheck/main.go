@@ -1,6 +1,7 @@
-// Command depcheck enforces the import rules of docs/architecture.md: which project packages
-// may import which, and that viper stays in cmd. It reads `go list -json ./...` output.
 package main
+
+// The rules: which project packages may import which, and that viper stays in cmd. Input is
+// `go list -json ./...`.
 
 import (
 	"encoding/json"

@@ -1,0 +1,2 @@
+// Command depcheck enforces the package import rules of docs/architecture.md (`make depcheck`).
+package main
