@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // metrics are registered on a registry the server owns (never the global one). Label sets are
@@ -45,7 +46,7 @@ func newMetrics() *metrics {
 		}, []string{"instance", "from"}),
 	}
 	m.reg.MustRegister(m.clients, m.clientCloses, m.serverSockets, m.messagesIn, m.bytesIn,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

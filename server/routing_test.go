@@ -22,17 +22,6 @@ func payloads(tag string) svcproto.Payloads {
 	}
 }
 
-// tryRead returns the next frame or "" when nothing arrives within d.
-func (c *rawClient) tryRead(d time.Duration) string {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	_, b, err := c.ws.Read(ctx)
-	if err != nil {
-		return ""
-	}
-	return string(b)
-}
-
 func mustGet(t *testing.T, c *rawClient, tag string) {
 	t.Helper()
 	if got := string(c.read()); !strings.Contains(got, tag) {

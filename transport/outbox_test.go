@@ -158,11 +158,8 @@ func TestOutboxTakeOpen(t *testing.T) {
 		t.Fatal("Ready signalled before any push")
 	}
 	// Many pushes coalesce into one pending signal; Take returns them in order.
-	var want []string
 	for i := range 5 {
-		s := fmt.Sprint(i)
-		want = append(want, s)
-		o.Push([]byte(s))
+		o.Push([]byte(fmt.Sprint(i)))
 	}
 	if !signalled(o.Ready()) || signalled(o.Ready()) {
 		t.Fatal("want exactly one pending Ready signal")

@@ -230,7 +230,7 @@ func (c *converter) emit(dst []byte) []byte {
 // mpAppendJSONNumber writes a (validated) JSON number: the shortest integer when the value is
 // integral and fits 64 bits, float64 otherwise.
 func mpAppendJSONNumber(dst []byte, tok []byte) []byte {
-	if bytes.IndexAny(tok, ".eE") < 0 {
+	if !bytes.ContainsAny(tok, ".eE") {
 		if n, ok := parseDecimalInt(tok); ok {
 			return mpAppendInt(dst, n)
 		}

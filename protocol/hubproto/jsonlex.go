@@ -280,7 +280,7 @@ func parseJSONInt(tok []byte) (int64, bool) {
 	if n, ok := parseDecimalInt(tok); ok {
 		return n, true
 	}
-	if bytes.IndexAny(tok, ".eE") < 0 {
+	if !bytes.ContainsAny(tok, ".eE") {
 		n, err := strconv.ParseInt(string(tok), 10, 64)
 		if err != nil {
 			return 0, false

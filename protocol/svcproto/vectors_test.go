@@ -9,8 +9,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/signalrd/signalrd/protocol"
 )
 
 // vectorsPath is the shared test-vector file (spec §10), beside the repository.
@@ -521,20 +519,4 @@ func (f *jsonFields) done() {
 			f.t.Errorf("field %q not mapped", e.key)
 		}
 	}
-}
-
-// stream returns every vector framed, in file order, and the messages they decode to.
-func stream(tb testing.TB, vs []vector) ([]byte, []Message) {
-	tb.Helper()
-	var b []byte
-	var ms []Message
-	for _, v := range vs {
-		m, err := Decode(v.body)
-		if err != nil {
-			tb.Fatalf("%s: %v", v.Name, err)
-		}
-		ms = append(ms, m)
-		b = protocol.AppendFrame(b, v.body)
-	}
-	return b, ms
 }
