@@ -12,13 +12,25 @@ import (
 
 var protocols = []string{"json", "messagepack"}
 
+// variant is one transport and protocol combination the official clients offer.
+type variant struct{ transport, protocol string }
+
+func (v variant) String() string { return v.transport + "/" + v.protocol }
+
+// variants lists every transport with every protocol it supports (SSE is text only).
+var variants = []variant{
+	{"WebSockets", "json"}, {"WebSockets", "messagepack"},
+	{"ServerSentEvents", "json"},
+	{"LongPolling", "json"}, {"LongPolling", "messagepack"},
+}
+
 // jsConn connects one official client through the app server's negotiate redirect.
-func jsConn(t *testing.T, d *jsclient.Driver, s *stack, name, user, proto string) string {
+func jsConn(t *testing.T, d *jsclient.Driver, s *stack, name, user string, v variant) string {
 	t.Helper()
 	id, err := d.Connect(ctxT(t), name, jsclient.ConnectOptions{
 		URL:       s.AppURL + "/chat?user=" + user,
-		Protocol:  proto,
-		Transport: "WebSockets",
+		Protocol:  v.protocol,
+		Transport: v.transport,
 		Handlers:  []string{"message", "seq"},
 	})
 	if err != nil {
@@ -50,15 +62,18 @@ func noMsg(t *testing.T, d *jsclient.Driver, conn, bad string) {
 }
 
 func TestOfficialClientDefaultMode(t *testing.T) {
-	for _, proto := range protocols {
-		t.Run(proto, func(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.String(), func(t *testing.T) {
 			t.Parallel()
 			s := startStack(t, server.Config{})
 			d := jsclient.Start(t)
 			ctx := ctxT(t)
-			a1 := jsConn(t, d, s, "a1", "alice", proto)
-			a2 := jsConn(t, d, s, "a2", "alice", proto)
-			b := jsConn(t, d, s, "b", "bob", proto)
+			a1 := jsConn(t, d, s, "a1", "alice", v)
+			a2 := jsConn(t, d, s, "a2", "alice", v)
+			b := jsConn(t, d, s, "b", "bob", v)
+			if info, err := d.Info(ctx, "a1"); err != nil || info.Transport != v.transport {
+				t.Fatalf("negotiated transport %+v %v, want %s", info, err, v.transport)
+			}
 
 			t.Run("echo", func(t *testing.T) {
 				res, err := d.Invoke(ctx, "a1", "echo", map[string]any{"n": 42, "s": "hi"})

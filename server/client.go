@@ -3,10 +3,13 @@ package server
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/signalrd/signalrd/auth"
+	"github.com/signalrd/signalrd/protocol"
 	"github.com/signalrd/signalrd/protocol/hubproto"
 	"github.com/signalrd/signalrd/protocol/svcproto"
 	"github.com/signalrd/signalrd/transport"
@@ -17,22 +20,50 @@ const (
 	reasonSlowConsumer  = "The client did not read its messages fast enough and was disconnected (slow consumer)."
 	reasonServerLost    = "The connection to the app server was lost."
 	reasonTooLarge      = "The message exceeded the maximum message size."
-	reasonInternalError = "Internal server error."
+	reasonClientTimeout = "Client hasn't sent a message/ping within the configured ClientTimeoutInterval."
+	reasonAuthExpired   = "The access token has expired."
 )
 
-// client is one SignalR client connection held by this node. It implements router.Conn.
+// Transport names as negotiate lists them.
+const (
+	transportNameWebSockets  = "WebSockets"
+	transportNameSSE         = "ServerSentEvents"
+	transportNameLongPolling = "LongPolling"
+)
+
+// client is one SignalR client connection held by this node, from negotiate to close. It
+// implements router.Conn. Transports attach to it: a WebSocket, or an SSE stream plus POSTs, or
+// long polls plus POSTs.
 type client struct {
-	in       *instance
-	hub      *hubState
-	id       string
-	token    *auth.Token
+	in    *instance
+	hub   *hubState
+	id    string // public connection id
+	token string // connection token (the transport's id= parameter)
+	log   *slog.Logger
+	out   *transport.Outbox
+
+	// Set by the first transport request, before any other use.
+	transport string
+	auth      *auth.Token
+	startReq  requestInfo
+
+	// Set while processing the handshake, before the client is registered anywhere.
 	userID   string
-	protocol string // lower-case, set once before the client is registered
+	protocol string // lower-case
 	codec    hubproto.Codec
-	out      *transport.Outbox
-	log      *slog.Logger
+	binary   atomic.Bool // frames go out as binary WebSocket messages
 
 	link atomic.Pointer[link] // the app-server socket carrying this client
+
+	// inMu serializes inbound data (one WebSocket reader, or concurrent POSTs).
+	inMu       sync.Mutex
+	split      protocol.Splitter
+	handshaken bool
+	scratch    []byte
+
+	lastRecv  atomic.Int64 // unix nanos of the last inbound bytes (or poll)
+	attached  atomic.Bool  // a transport request currently holds the connection
+	expiresAt atomic.Int64 // unix nanos: negotiated-but-unused deadline, 0 once connected
 
 	// appClosed is set when the app server ended the connection, so it is not told again.
 	appClosed atomic.Bool
@@ -41,21 +72,26 @@ type client struct {
 	closeOnce sync.Once
 	ctx       context.Context
 	cancel    context.CancelFunc
+
+	poll pollState // long polling only
 }
 
-func newClient(ctx context.Context, in *instance, h *hubState, id string, tok *auth.Token) *client {
+func newClient(in *instance, h *hubState, id, token string) *client {
 	c := &client{
-		in:     in,
-		hub:    h,
-		id:     id,
-		token:  tok,
-		userID: tok.UserID,
-		out:    transport.NewOutbox(in.settings.OutboxBytes),
-		log:    in.log.With("component", "client", "hub", h.id, "conn_id", id),
+		in:    in,
+		hub:   h,
+		id:    id,
+		token: token,
+		out:   transport.NewOutbox(in.settings.OutboxBytes),
+		log:   in.log.With("component", "client", "hub", h.id, "conn_id", id),
+		split: protocol.Splitter{Format: protocol.Text, Max: in.settings.MaxMessageSize},
 	}
-	c.ctx, c.cancel = context.WithCancel(ctx)
+	c.ctx, c.cancel = context.WithCancel(in.srv.ctx)
+	c.touch()
 	return c
 }
+
+func (c *client) touch() { c.lastRecv.Store(time.Now().UnixNano()) }
 
 // ID implements router.Conn.
 func (c *client) ID() string { return c.id }
@@ -74,10 +110,8 @@ func (c *client) Send(frame []byte) bool { return c.out.Push(frame) }
 func (c *client) closeWith(kind, reason string, allowReconnect bool) {
 	c.closeKind.CompareAndSwap(nil, kind)
 	c.hub.conn.Remove(c)
-	if c.codec != nil {
-		if f, err := c.codec.Append(nil, hubproto.Close{Error: reason, AllowReconnect: allowReconnect}); err == nil {
-			c.out.Push(f)
-		}
+	if f := c.closeFrame(reason, allowReconnect); f != nil {
+		c.out.Push(f)
 	}
 	c.out.Close()
 }
@@ -91,16 +125,24 @@ func (c *client) closeFromApp() {
 	c.out.Close()
 }
 
-// closeFrame encodes a Close message in the client's protocol for writing outside the outbox.
+// closeFrame encodes a Close message in the client's protocol (nil before the handshake).
 func (c *client) closeFrame(reason string, allowReconnect bool) []byte {
 	if c.codec == nil {
 		return nil
 	}
-	f, err := c.codec.Append(nil, hubproto.Close{Error: reason, AllowReconnect: allowReconnect})
+	f, err := c.codec.Append(nil, &hubproto.Close{Error: reason, AllowReconnect: allowReconnect})
 	if err != nil {
 		return nil
 	}
 	return f
+}
+
+// closeKindOr returns the recorded close kind, or def when none was recorded.
+func (c *client) closeKindOr(def string) string {
+	if k, _ := c.closeKind.Load().(string); k != "" {
+		return k
+	}
+	return def
 }
 
 // finish unregisters the client and tells its app server, once. kind is a closeReason* constant.
@@ -108,20 +150,66 @@ func (c *client) finish(kind, reason string) {
 	c.closeOnce.Do(func() {
 		m := c.in.srv.metrics
 		m.clientCloses.WithLabelValues(c.in.name, kind).Inc()
-		if c.protocol != "" {
-			m.clients.WithLabelValues(c.in.name, c.protocol).Dec()
-		}
 		c.cancel()
 		c.out.Discard()
+		c.in.forget(c)
 		c.hub.conn.Remove(c)
 		c.in.failInvocationsOf(c, reason)
 		if l := c.link.Load(); l != nil {
+			m.clients.WithLabelValues(c.in.name, c.protocol).Dec()
 			l.unbind(c)
 			c.hub.released(l)
 			if !c.appClosed.Load() {
 				l.sendControl(svcproto.CloseConnection{ConnectionID: c.id, ErrorMessage: reason})
 			}
 		}
-		c.log.Debug("client closed", "reason", reason)
+		c.log.Debug("client closed", "kind", kind, "reason", reason)
 	})
+}
+
+// done reports whether the connection has finished.
+func (c *client) done() bool { return c.ctx.Err() != nil }
+
+// checkLiveness ends connections that negotiated but never connected, long-polling clients that
+// stopped polling, silent clients, and clients whose authentication expired (asrs.s.coae).
+func (c *client) checkLiveness(now time.Time) {
+	if c.done() {
+		return
+	}
+	if exp := c.expiresAt.Load(); exp != 0 {
+		if now.UnixNano() > exp {
+			c.finish(closeReasonTimeout, "")
+		}
+		return
+	}
+	idle := now.Sub(time.Unix(0, c.lastRecv.Load()))
+	switch c.transport {
+	case transportNameLongPolling:
+		if !c.attached.Load() && idle > c.maxPollInterval() {
+			c.out.Discard()
+			c.finish(closeReasonTimeout, "The long polling client stopped polling.")
+			return
+		}
+	case transportNameWebSockets, transportNameSSE:
+		if idle > c.in.settings.ClientTimeout {
+			c.closeWith(closeReasonTimeout, reasonClientTimeout, false)
+			return
+		}
+	}
+	if c.auth != nil {
+		if v, _ := c.auth.Claim(auth.ClaimCloseOnAuthExpire); strings.EqualFold(v, "true") {
+			if exp, ok := c.auth.AuthExpiry(); ok && now.After(exp) {
+				c.closeWith(closeReasonAuthExpired, reasonAuthExpired, true)
+			}
+		}
+	}
+}
+
+// maxPollInterval is how long a long-polling client may go without polling (asrs.s.ttl, 1-300 s,
+// default 5 s).
+func (c *client) maxPollInterval() time.Duration {
+	if d, ok := c.auth.MaxPollInterval(); ok && d > 0 {
+		return d
+	}
+	return c.in.settings.MaxPollInterval
 }

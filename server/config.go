@@ -65,6 +65,16 @@ type Settings struct {
 	ServerTimeout time.Duration
 	// TokenSkew is the clock skew allowed on token exp/nbf. Default 5 min.
 	TokenSkew time.Duration
+	// ClientTimeout closes a WebSocket or SSE client that sent nothing (not even a ping) for that
+	// long. Default 30 s (the official clients ping every 15 s).
+	ClientTimeout time.Duration
+	// MaxPollInterval ends a long-polling client that has not polled for that long; a token's
+	// asrs.s.ttl overrides it. Default 5 s.
+	MaxPollInterval time.Duration
+	// PollTimeout is how long a poll waits for data before answering empty. Default 90 s.
+	PollTimeout time.Duration
+	// AllowedOrigins lists the browser origins allowed by CORS; empty or "*" allows any origin.
+	AllowedOrigins []string
 }
 
 func (s Settings) merged(over Settings) Settings {
@@ -89,6 +99,18 @@ func (s Settings) merged(over Settings) Settings {
 	if over.TokenSkew != 0 {
 		s.TokenSkew = over.TokenSkew
 	}
+	if over.ClientTimeout != 0 {
+		s.ClientTimeout = over.ClientTimeout
+	}
+	if over.MaxPollInterval != 0 {
+		s.MaxPollInterval = over.MaxPollInterval
+	}
+	if over.PollTimeout != 0 {
+		s.PollTimeout = over.PollTimeout
+	}
+	if over.AllowedOrigins != nil {
+		s.AllowedOrigins = over.AllowedOrigins
+	}
 	return s
 }
 
@@ -101,6 +123,9 @@ func defaultSettings() Settings {
 		ServerKeepAlive:  5 * time.Second,
 		ServerTimeout:    30 * time.Second,
 		TokenSkew:        5 * time.Minute,
+		ClientTimeout:    30 * time.Second,
+		MaxPollInterval:  5 * time.Second,
+		PollTimeout:      90 * time.Second,
 	}
 }
 
@@ -182,7 +207,8 @@ func (c Config) Validate() error {
 		if s.MaxMessageSize < 0 || s.OutboxBytes < 0 {
 			errs = append(errs, fmt.Errorf("%s (%s): sizes must not be negative", label, in.Name))
 		}
-		if s.HandshakeTimeout < 0 || s.NegotiateTimeout < 0 || s.ServerKeepAlive < 0 || s.ServerTimeout < 0 {
+		if s.HandshakeTimeout < 0 || s.NegotiateTimeout < 0 || s.ServerKeepAlive < 0 || s.ServerTimeout < 0 ||
+			s.ClientTimeout < 0 || s.MaxPollInterval < 0 || s.PollTimeout < 0 {
 			errs = append(errs, fmt.Errorf("%s (%s): durations must not be negative", label, in.Name))
 		}
 	}

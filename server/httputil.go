@@ -96,10 +96,18 @@ func (in *instance) verify(w http.ResponseWriter, r *http.Request, kind auth.Kin
 }
 
 // cors answers preflights and decorates responses for browser clients, which send credentials
-// and therefore need the Origin echoed rather than '*'. It reports true when the request was a
-// preflight and has been answered.
-func cors(w http.ResponseWriter, r *http.Request, methods string) bool {
+// and therefore need the Origin echoed rather than '*'. Origins outside the instance's allowed
+// list get no CORS headers (the browser then blocks the response) and a 403 preflight. It
+// reports true when the request was a preflight and has been answered.
+func (in *instance) cors(w http.ResponseWriter, r *http.Request, methods string) bool {
 	origin := r.Header.Get("Origin")
+	if origin != "" && !in.originAllowed(origin) {
+		if r.Method == http.MethodOptions {
+			textError(w, http.StatusForbidden, "Origin '"+origin+"' is not allowed.")
+			return true
+		}
+		origin = ""
+	}
 	if origin != "" {
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", origin)
@@ -117,4 +125,18 @@ func cors(w http.ResponseWriter, r *http.Request, methods string) bool {
 	h.Set("Access-Control-Max-Age", "86400")
 	w.WriteHeader(http.StatusNoContent)
 	return true
+}
+
+// originAllowed matches an Origin against the instance's allowed list (case-insensitive; "*"
+// or an empty list allows every origin).
+func (in *instance) originAllowed(origin string) bool {
+	if len(in.settings.AllowedOrigins) == 0 {
+		return true
+	}
+	for _, o := range in.settings.AllowedOrigins {
+		if o == "*" || strings.EqualFold(strings.TrimRight(o, "/"), origin) {
+			return true
+		}
+	}
+	return false
 }

@@ -20,19 +20,12 @@ type instance struct {
 	verifier *auth.Verifier
 	router   *router.Router
 
-	mu      sync.Mutex
-	hubs    map[string]*hubState
-	pending map[string]*pendingConn // connection token -> negotiated, not yet connected
+	mu    sync.Mutex
+	hubs  map[string]*hubState
+	conns map[string]*client // by connection token: negotiated or connected
 
 	invMu       sync.Mutex
 	invocations map[string]*pendingInvocation // client-result invocation id -> pending
-}
-
-// pendingConn is a negotiated connection waiting for its transport request.
-type pendingConn struct {
-	id      string // public connection id
-	hub     string
-	expires time.Time
 }
 
 func newInstance(s *Server, ic InstanceConfig, st Settings) *instance {
@@ -50,7 +43,7 @@ func newInstance(s *Server, ic InstanceConfig, st Settings) *instance {
 		verifier: &auth.Verifier{Keys: keys, Skew: st.TokenSkew},
 		router:   router.New(nil),
 		hubs:     map[string]*hubState{},
-		pending:  map[string]*pendingConn{},
+		conns:    map[string]*client{},
 
 		invocations: map[string]*pendingInvocation{},
 	}
@@ -79,28 +72,46 @@ func (in *instance) hubSnapshot() []*hubState {
 	return out
 }
 
-func (in *instance) addPending(token string, p *pendingConn) {
+// register makes a negotiated connection reachable by its token until it expires unused.
+func (in *instance) register(c *client) {
+	c.expiresAt.Store(time.Now().Add(in.settings.NegotiateTimeout).UnixNano())
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.pending[token] = p
+	in.conns[c.token] = c
 }
 
-// takePending removes and returns a live negotiated connection.
-func (in *instance) takePending(token string) (*pendingConn, bool) {
+// lookup finds a connection by its token.
+func (in *instance) lookup(token string) (*client, bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	p, ok := in.pending[token]
-	if !ok {
-		return nil, false
-	}
-	delete(in.pending, token)
-	if time.Now().After(p.expires) {
-		return nil, false
-	}
-	return p, true
+	c, ok := in.conns[token]
+	return c, ok
 }
 
-// housekeeping expires unused negotiations and expired user-group memberships.
+// forget removes a finished connection.
+func (in *instance) forget(c *client) {
+	if c.token == "" {
+		return
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.conns[c.token] == c {
+		delete(in.conns, c.token)
+	}
+}
+
+func (in *instance) connSnapshot() []*client {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	out := make([]*client, 0, len(in.conns))
+	for _, c := range in.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// housekeeping runs once a second: it expires unused negotiations, idle long-polling and silent
+// clients, and expired user-group memberships.
 func (in *instance) housekeeping(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -109,13 +120,9 @@ func (in *instance) housekeeping(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			in.mu.Lock()
-			for tok, p := range in.pending {
-				if now.After(p.expires) {
-					delete(in.pending, tok)
-				}
+			for _, c := range in.connSnapshot() {
+				c.checkLiveness(now)
 			}
-			in.mu.Unlock()
 			for _, h := range in.router.Hubs() {
 				h.SweepExpired()
 			}

@@ -24,6 +24,9 @@ const (
 	closeReasonTooLarge     = "message_too_large"
 	closeReasonServerLost   = "app_server_lost"
 	closeReasonService      = "service"
+	closeReasonHandshake    = "handshake_failed"
+	closeReasonTimeout      = "timeout"
+	closeReasonAuthExpired  = "auth_expired"
 )
 
 func newMetrics() *metrics {

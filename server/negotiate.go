@@ -3,7 +3,6 @@ package server
 import (
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/signalrd/signalrd/auth"
 )
@@ -27,10 +26,10 @@ type negotiateResponse struct {
 	AvailableTransports []availableTransport `json:"availableTransports"`
 }
 
-// transportsFor lists the transports this node serves, in the official order, filtered by the
-// token's asrs.s.htt bitmask.
+// transportsFor lists the transports in the official order, filtered by the token's asrs.s.htt
+// bitmask.
 func transportsFor(tok *auth.Token) []availableTransport {
-	mask := transportWebSockets
+	mask := transportWebSockets | transportServerSentEvents | transportLongPolling
 	if v, ok := tok.Claim(auth.ClaimTransports); ok {
 		if n, err := strconv.Atoi(v); err == nil && n > 0 {
 			mask &= n
@@ -38,13 +37,19 @@ func transportsFor(tok *auth.Token) []availableTransport {
 	}
 	out := []availableTransport{}
 	if mask&transportWebSockets != 0 {
-		out = append(out, availableTransport{"WebSockets", []string{"Text", "Binary"}})
+		out = append(out, availableTransport{transportNameWebSockets, []string{"Text", "Binary"}})
+	}
+	if mask&transportServerSentEvents != 0 {
+		out = append(out, availableTransport{transportNameSSE, []string{"Text"}})
+	}
+	if mask&transportLongPolling != 0 {
+		out = append(out, availableTransport{transportNameLongPolling, []string{"Text", "Binary"}})
 	}
 	return out
 }
 
 func (s *Server) handleNegotiate(w http.ResponseWriter, r *http.Request, in *instance) {
-	if cors(w, r, "POST") {
+	if in.cors(w, r, "POST") {
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -85,7 +90,7 @@ func (s *Server) handleNegotiate(w http.ResponseWriter, r *http.Request, in *ins
 		token = newID()
 		resp.ConnectionToken = token
 	}
-	in.addPending(token, &pendingConn{id: id, hub: hub, expires: time.Now().Add(in.settings.NegotiateTimeout)})
+	in.register(newClient(in, h, id, token))
 	writeJSON(w, http.StatusOK, resp)
 }
 

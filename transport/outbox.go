@@ -151,3 +151,10 @@ func (o *Outbox) Len() int {
 	defer o.mu.Unlock()
 	return o.size
 }
+
+// Closed reports whether the outbox takes no more frames.
+func (o *Outbox) Closed() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closed
+}

@@ -29,7 +29,9 @@ var allowed = []struct {
 	{"sdk/", []string{"protocol", "auth", "sdk"}, nil},
 	{"server/servertest", []string{"server", "auth", "protocol", "router", "transport", "storage"}, nil},
 	{"server", []string{"protocol", "router", "transport", "auth", "storage"}, nil},
-	{"cmd/", []string{"server", "auth", "protocol", "sdk", "storage", "router", "transport"}, nil},
+	{"cmd/", []string{"server", "auth", "protocol", "sdk", "storage", "router", "transport", "e2e/chatapp"}, nil},
+	// The chat sample is an app server like any user's: the SDK only, never the service.
+	{"e2e/chatapp", []string{"sdk", "auth", "protocol"}, nil},
 	{"e2e", []string{"server", "auth", "protocol", "sdk", "router", "transport", "storage", "e2e"}, nil},
 }
 
