@@ -134,4 +134,3 @@ func (s *Server) clientDelete(w http.ResponseWriter, c *client) {
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = w.Write([]byte("Accepted"))
 }
-
