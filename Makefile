@@ -3,6 +3,11 @@ SHELL := /bin/bash
 GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 BIN := bin/signalrd
+CHAT_BIN := bin/signalrd-chat
+DEMO_LISTEN ?= localhost:5000
+# Browser tests use $CHROMIUM when set, else Debian's /usr/bin/chromium.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JS_DIR := e2e/js
 TEST_TIMEOUT ?= 15m
 
@@ -10,7 +15,7 @@ TEST_TIMEOUT ?= 15m
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## build bin/signalrd
@@ -21,7 +26,7 @@ run: ## run signalrd in memory on localhost:8888 and print its connection string
 	$(GO) run ./cmd/signalrd serve $(ARGS)
 
 .PHONY: deps
-deps: deps-go deps-js ## install everything the tests need
+deps: deps-go deps-js deps-browser ## install everything the tests need
 
 .PHONY: deps-go
 deps-go:
@@ -33,6 +38,31 @@ deps-js: $(JS_DIR)/node_modules/.package-lock.json
 $(JS_DIR)/node_modules/.package-lock.json: $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	cd $(JS_DIR) && npm ci --no-audit --no-fund
 	@touch $@
+
+.PHONY: deps-browser
+deps-browser: ## install Debian's chromium for the browser tests (when CHROMIUM is missing)
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "Chromium not found at $(CHROMIUM) and no apt-get: install Chromium and set CHROMIUM=/path/to/it"; exit 1; \
+	  fi; \
+	  echo "installing chromium (Debian package) for the browser tests"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	fi
+
+.PHONY: demo
+demo: build deps-js ## run signalrd and the chat sample: open http://localhost:5000/?user=alice
+	$(GO) build -o $(CHAT_BIN) ./cmd/signalrd-chat
+	@set -u; \
+	./$(BIN) serve & sd=$$!; \
+	trap 'kill $$sd 2>/dev/null; wait $$sd 2>/dev/null' EXIT; \
+	trap 'exit 0' INT TERM; \
+	for i in $$(seq 100); do \
+	  kill -0 $$sd 2>/dev/null || { echo "demo: signalrd exited (is localhost:8888 in use?)"; exit 1; }; \
+	  (exec 3<>/dev/tcp/localhost/8888) 2>/dev/null && break; \
+	  sleep 0.1; \
+	done; \
+	./$(CHAT_BIN) --listen $(DEMO_LISTEN)
 
 .PHONY: test
 test: deps ## run every test with the race detector

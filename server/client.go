@@ -73,7 +73,11 @@ type client struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 
-	poll pollState // long polling only
+	poll pollState     // long polling only
+	st   statefulState // stateful reconnect (WebSockets only)
+
+	attachMu     sync.Mutex
+	attachCancel context.CancelFunc // ends the current WebSocket attachment
 }
 
 func newClient(in *instance, h *hubState, id, token string) *client {
@@ -103,7 +107,12 @@ func (c *client) UserID() string { return c.userID }
 func (c *client) Protocol() string { return c.protocol }
 
 // Send implements router.Conn: it queues whole framed hub messages without blocking.
-func (c *client) Send(frame []byte) bool { return c.out.Push(frame) }
+func (c *client) Send(frame []byte) bool {
+	if c.st.enabled {
+		return c.sendStateful(frame)
+	}
+	return c.out.Push(frame)
+}
 
 // closeWith ends the connection with a SignalR Close message after what is already queued. The
 // connection stops being addressable at once; the transport flushes and closes in the background.
@@ -182,10 +191,23 @@ func (c *client) checkLiveness(now time.Time) {
 		}
 		return
 	}
+	// The fields set while starting and handshaking are guarded by inMu; a client busy receiving
+	// (its link congested) is simply checked on a later tick.
+	if !c.inMu.TryLock() {
+		return
+	}
+	transportName, stateful, tok := c.transport, c.st.enabled, c.auth
+	c.inMu.Unlock()
+	if stateful {
+		c.statefulTick(now)
+		if c.detached() || c.done() {
+			return
+		}
+	}
 	idle := now.Sub(time.Unix(0, c.lastRecv.Load()))
-	switch c.transport {
+	switch transportName {
 	case transportNameLongPolling:
-		if !c.attached.Load() && idle > c.maxPollInterval() {
+		if !c.attached.Load() && idle > c.maxPollInterval(tok) {
 			c.out.Discard()
 			c.finish(closeReasonTimeout, "The long polling client stopped polling.")
 			return
@@ -196,9 +218,9 @@ func (c *client) checkLiveness(now time.Time) {
 			return
 		}
 	}
-	if c.auth != nil {
-		if v, _ := c.auth.Claim(auth.ClaimCloseOnAuthExpire); strings.EqualFold(v, "true") {
-			if exp, ok := c.auth.AuthExpiry(); ok && now.After(exp) {
+	if tok != nil {
+		if v, _ := tok.Claim(auth.ClaimCloseOnAuthExpire); strings.EqualFold(v, "true") {
+			if exp, ok := tok.AuthExpiry(); ok && now.After(exp) {
 				c.closeWith(closeReasonAuthExpired, reasonAuthExpired, true)
 			}
 		}
@@ -207,9 +229,16 @@ func (c *client) checkLiveness(now time.Time) {
 
 // maxPollInterval is how long a long-polling client may go without polling (asrs.s.ttl, 1-300 s,
 // default 5 s).
-func (c *client) maxPollInterval() time.Duration {
-	if d, ok := c.auth.MaxPollInterval(); ok && d > 0 {
+func (c *client) maxPollInterval(tok *auth.Token) time.Duration {
+	if d, ok := tok.MaxPollInterval(); ok && d > 0 {
 		return d
 	}
 	return c.in.settings.MaxPollInterval
+}
+
+// detached reports whether a stateful connection is waiting for its client to reconnect.
+func (c *client) detached() bool {
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	return !c.st.detachedAt.IsZero()
 }

@@ -85,13 +85,23 @@ func (c *client) receive(p []byte) error {
 	}
 	c.scratch = c.scratch[:0]
 	for {
-		_, frame, err := c.split.Next()
+		msg, frame, err := c.split.Next()
 		if errors.Is(err, protocol.ErrIncomplete) {
 			break
 		}
 		if err != nil {
 			c.closeWith(closeReasonTooLarge, reasonTooLarge, false)
 			return err
+		}
+		if c.st.enabled {
+			forward, err := c.filterInbound(msg)
+			if err != nil {
+				c.closeWith(closeReasonService, err.Error(), false)
+				return err
+			}
+			if !forward {
+				continue
+			}
 		}
 		c.scratch = append(c.scratch, frame...)
 	}
@@ -141,6 +151,7 @@ func (c *client) handshake(frame []byte) error {
 		return errHandshakeFailed
 	}
 	c.handshaken = true
+	c.st.enabled = c.st.negotiated && req.Version >= 2 && c.transport == transportNameWebSockets
 	c.codec = codec
 	c.protocol = strings.ToLower(req.Protocol)
 	c.userID = c.auth.UserID
@@ -159,7 +170,7 @@ func (c *client) handshake(frame []byte) error {
 	}
 	err = l.sendData(c.ctx, open)
 	if err == nil {
-		err = l.sendData(c.ctx, svcproto.ConnectionData{ConnectionID: c.id, Payload: append([]byte(nil), frame...)})
+		err = l.sendData(c.ctx, svcproto.ConnectionData{ConnectionID: c.id, Payload: c.handshakeForApp(req, frame)})
 	}
 	if err != nil {
 		c.closeWith(closeReasonServerLost, reasonServerLost, true)

@@ -27,27 +27,51 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *clien
 	if !c.claimTransport(w, r, transportNameWebSockets, tok) {
 		return
 	}
+	reconnect := false
+	if c.st.enabled {
+		// Stateful reconnect: the client comes back with the same token. A half-open old socket
+		// may still look attached; the newer one wins.
+		c.endAttachment()
+		reconnect = true
+	}
 	if !c.attached.CompareAndSwap(false, true) {
 		textError(w, http.StatusConflict, "The connection already has an active WebSocket.")
 		return
 	}
 	defer c.attached.Store(false)
+	if reconnect {
+		if !c.reattach() {
+			textError(w, http.StatusNotFound, "No Connection with that ID")
+			return
+		}
+		c.in.srv.metrics.reconnects.WithLabelValues(c.in.name).Inc()
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: true, // browsers connect cross-origin by design; tokens authorize
 		CompressionMode:    websocket.CompressionDisabled,
 	})
 	if err != nil {
-		c.finish(closeReasonClient, "")
+		if !reconnect {
+			c.finish(closeReasonClient, "")
+		} else {
+			c.detach()
+		}
 		return
 	}
 	ws.SetReadLimit(-1) // hub messages are bounded by the splitter, not per WebSocket message
 	s.wg.Add(1)
 	defer s.wg.Done()
+	c.touch()
+	actx, acancel := context.WithCancel(c.ctx)
+	defer acancel()
+	c.attachMu.Lock()
+	c.attachCancel = acancel
+	c.attachMu.Unlock()
 
 	pumpDone := make(chan struct{})
 	s.goConn(func() {
 		defer close(pumpDone)
-		err := transport.Pump(c.ctx, c.out, &wsClientWriter{c: c, ws: ws}, transport.PumpOptions{})
+		err := transport.Pump(actx, c.out, &wsClientWriter{c: c, ws: ws}, transport.PumpOptions{})
 		// Closing here unblocks the reader when the service or the app ends the connection.
 		switch {
 		case errors.Is(err, transport.ErrOverrun):
@@ -62,7 +86,15 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *clien
 			ws.CloseNow()
 		}
 	})
-	readErr := readStream(c.ctx, ws, c.receive)
+	readErr := readStream(actx, ws, c.receive)
+	if c.st.enabled && !c.out.Closed() && c.ctx.Err() == nil && !cleanClose(readErr) {
+		// The socket broke under a stateful connection: keep it for the client's reconnect.
+		acancel()
+		<-pumpDone
+		c.detach()
+		c.log.Debug("client transport lost; waiting for stateful reconnect", "err", readErr)
+		return
+	}
 	if !c.out.Closed() {
 		c.out.Discard() // the peer went away or the service is stopping: nothing more to write
 	}
@@ -97,4 +129,29 @@ type wsClientWriter struct {
 func (w *wsClientWriter) WriteBatch(ctx context.Context, frames [][]byte) error {
 	w.w.Conn, w.w.Type = w.ws, w.c.wsType()
 	return w.w.WriteBatch(ctx, frames)
+}
+
+// cleanClose reports a deliberate WebSocket close by the client (stop), as opposed to a broken
+// transport, which a stateful client recovers from by reconnecting.
+func cleanClose(err error) bool {
+	switch websocket.CloseStatus(err) {
+	case websocket.StatusNormalClosure, websocket.StatusGoingAway:
+		return true
+	}
+	return errors.Is(err, errHandshakeFailed) || errors.Is(err, errClientGone)
+}
+
+// endAttachment ends the WebSocket currently attached to a stateful connection and waits briefly
+// for its goroutines to let go.
+func (c *client) endAttachment() {
+	c.attachMu.Lock()
+	cancel := c.attachCancel
+	c.attachMu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	for deadline := time.Now().Add(5 * time.Second); c.attached.Load() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -75,6 +75,15 @@ type Settings struct {
 	PollTimeout time.Duration
 	// AllowedOrigins lists the browser origins allowed by CORS; empty or "*" allows any origin.
 	AllowedOrigins []string
+	// StatefulReconnect offers stateful reconnect to clients that ask for it even when no app
+	// server of the hub announced AllowStatefulReconnects in its handshake. Default false.
+	StatefulReconnect bool
+	// StatefulReconnectWindow is how long a stateful connection whose WebSocket broke waits for
+	// the client to come back. Default 30 s (Azure's figure).
+	StatefulReconnectWindow time.Duration
+	// StatefulReconnectBufferBytes bounds the messages kept for replay until the client acks
+	// them; over it the client is closed as a slow consumer. Default 8 MiB.
+	StatefulReconnectBufferBytes int
 }
 
 func (s Settings) merged(over Settings) Settings {
@@ -111,6 +120,15 @@ func (s Settings) merged(over Settings) Settings {
 	if over.AllowedOrigins != nil {
 		s.AllowedOrigins = over.AllowedOrigins
 	}
+	if over.StatefulReconnect {
+		s.StatefulReconnect = true
+	}
+	if over.StatefulReconnectWindow != 0 {
+		s.StatefulReconnectWindow = over.StatefulReconnectWindow
+	}
+	if over.StatefulReconnectBufferBytes != 0 {
+		s.StatefulReconnectBufferBytes = over.StatefulReconnectBufferBytes
+	}
 	return s
 }
 
@@ -126,6 +144,9 @@ func defaultSettings() Settings {
 		ClientTimeout:    30 * time.Second,
 		MaxPollInterval:  5 * time.Second,
 		PollTimeout:      90 * time.Second,
+
+		StatefulReconnectWindow:      30 * time.Second,
+		StatefulReconnectBufferBytes: 8 << 20,
 	}
 }
 

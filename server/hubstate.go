@@ -220,3 +220,18 @@ func (h *hubState) serverConnected(serverID string) bool {
 	s := h.servers[serverID]
 	return s != nil && !s.draining && s.usable() != nil
 }
+
+// statefulAllowed reports whether an app server of the hub allows stateful reconnect (its
+// handshake's allowStatefulReconnects, SDK >= 1.26).
+func (h *hubState) statefulAllowed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, s := range h.servers {
+		for _, l := range s.links {
+			if l.stateful {
+				return true
+			}
+		}
+	}
+	return false
+}

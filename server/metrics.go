@@ -14,6 +14,7 @@ type metrics struct {
 	serverSockets *prometheus.GaugeVec   // instance
 	messagesIn    *prometheus.CounterVec // instance, from (client|server)
 	bytesIn       *prometheus.CounterVec // instance, from
+	reconnects    *prometheus.CounterVec // instance: stateful reconnects accepted
 }
 
 // Close reasons counted in signalrd_client_closes_total.
@@ -47,8 +48,11 @@ func newMetrics() *metrics {
 		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signalrd_bytes_received_total", Help: "Bytes received from app servers and clients.",
 		}, []string{"instance", "from"}),
+		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signalrd_stateful_reconnects_total", Help: "Client WebSockets re-attached to a stateful connection.",
+		}, []string{"instance"}),
 	}
-	m.reg.MustRegister(m.clients, m.clientCloses, m.serverSockets, m.messagesIn, m.bytesIn,
+	m.reg.MustRegister(m.reconnects, m.clients, m.clientCloses, m.serverSockets, m.messagesIn, m.bytesIn,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/signalrd/signalrd/auth"
 )
@@ -20,10 +21,11 @@ type availableTransport struct {
 }
 
 type negotiateResponse struct {
-	NegotiateVersion    int                  `json:"negotiateVersion"`
-	ConnectionID        string               `json:"connectionId"`
-	ConnectionToken     string               `json:"connectionToken,omitempty"`
-	AvailableTransports []availableTransport `json:"availableTransports"`
+	NegotiateVersion     int                  `json:"negotiateVersion"`
+	ConnectionID         string               `json:"connectionId"`
+	ConnectionToken      string               `json:"connectionToken,omitempty"`
+	AvailableTransports  []availableTransport `json:"availableTransports"`
+	UseStatefulReconnect bool                 `json:"useStatefulReconnect,omitempty"`
 }
 
 // transportsFor lists the transports in the official order, filtered by the token's asrs.s.htt
@@ -90,7 +92,13 @@ func (s *Server) handleNegotiate(w http.ResponseWriter, r *http.Request, in *ins
 		token = newID()
 		resp.ConnectionToken = token
 	}
-	in.register(newClient(in, h, id, token))
+	c := newClient(in, h, id, token)
+	// Offer stateful reconnect only when asked: the JS client aborts on an unrequested offer.
+	if strings.EqualFold(r.URL.Query().Get("useStatefulReconnect"), "true") && (in.settings.StatefulReconnect || h.statefulAllowed()) {
+		resp.UseStatefulReconnect = true
+		c.st.negotiated = true
+	}
+	in.register(c)
 	writeJSON(w, http.StatusOK, resp)
 }
 

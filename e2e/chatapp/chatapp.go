@@ -97,6 +97,10 @@ func New(ctx context.Context, connectionString string, log *slog.Logger, opts ..
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		serve(w, "text/html; charset=utf-8", page)
 	})
+	// No icon; answering keeps a 404 out of the browser console.
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("GET /lib/signalr.js", func(w http.ResponseWriter, r *http.Request) {
 		serve(w, "text/javascript; charset=utf-8", signalrJS)
 	})

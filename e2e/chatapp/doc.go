@@ -15,8 +15,9 @@
 //	POST /chat/negotiate  the SDK's negotiate redirect to the service; user id from ?user=
 //
 // The page reads ?user=, ?transport= (WebSockets, ServerSentEvents, LongPolling) and ?protocol=
-// (json, messagepack), and exposes window.chatState = {state, transport, connectionId, protocol,
-// user, error, messages} for tests; its elements have stable ids (#state, #transport,
+// (json, messagepack), and exposes window.chatState = {state, transport, hubProtocol, connectionId,
+// user, error, messages} for tests (transport and hubProtocol as the client reports them in its
+// log); its elements have stable ids (#state, #transport,
 // #connection-id, #error, #messages with li.message children, #message-input, #send-button,
 // #room-input, #join-button, #leave-button, #to-room).
 //
