@@ -43,6 +43,14 @@ type fileSettings struct {
 	ServerKeepAlive  time.Duration `mapstructure:"server-keep-alive"`
 	ServerTimeout    time.Duration `mapstructure:"server-timeout"`
 	TokenSkew        time.Duration `mapstructure:"token-skew"`
+	ClientTimeout    time.Duration `mapstructure:"client-timeout"`
+	MaxPollInterval  time.Duration `mapstructure:"max-poll-interval"`
+	PollTimeout      time.Duration `mapstructure:"poll-timeout"`
+	AllowedOrigins   []string      `mapstructure:"allowed-origins"`
+
+	StatefulReconnect            bool          `mapstructure:"stateful-reconnect"`
+	StatefulReconnectWindow      time.Duration `mapstructure:"stateful-reconnect-window"`
+	StatefulReconnectBufferBytes int           `mapstructure:"stateful-reconnect-buffer-bytes"`
 }
 
 func (s fileSettings) toServer() server.Settings {
@@ -54,6 +62,14 @@ func (s fileSettings) toServer() server.Settings {
 		ServerKeepAlive:  s.ServerKeepAlive,
 		ServerTimeout:    s.ServerTimeout,
 		TokenSkew:        s.TokenSkew,
+		ClientTimeout:    s.ClientTimeout,
+		MaxPollInterval:  s.MaxPollInterval,
+		PollTimeout:      s.PollTimeout,
+		AllowedOrigins:   s.AllowedOrigins,
+
+		StatefulReconnect:            s.StatefulReconnect,
+		StatefulReconnectWindow:      s.StatefulReconnectWindow,
+		StatefulReconnectBufferBytes: s.StatefulReconnectBufferBytes,
 	}
 }
 
