@@ -53,7 +53,9 @@ type client struct {
 	codec    hubproto.Codec
 	binary   atomic.Bool // frames go out as binary WebSocket messages
 
-	link atomic.Pointer[link] // the app-server socket carrying this client
+	link       atomic.Pointer[link] // the app-server socket carrying this client
+	serverless atomic.Bool          // the service itself answers this client (no app server)
+	ready      atomic.Bool          // the handshake response is queued: fan-out may deliver
 
 	// inMu serializes inbound data (one WebSocket reader, or concurrent POSTs).
 	inMu       sync.Mutex
@@ -73,8 +75,9 @@ type client struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 
-	poll pollState     // long polling only
-	st   statefulState // stateful reconnect (WebSockets only)
+	calls serviceCalls  // invocations sent by the service itself (REST :invoke)
+	poll  pollState     // long polling only
+	st    statefulState // stateful reconnect (WebSockets only)
 
 	attachMu     sync.Mutex
 	attachCancel context.CancelFunc // ends the current WebSocket attachment
@@ -106,12 +109,30 @@ func (c *client) UserID() string { return c.userID }
 // Protocol implements router.Conn.
 func (c *client) Protocol() string { return c.protocol }
 
-// Send implements router.Conn: it queues whole framed hub messages without blocking.
+// Send implements router.Conn: it queues whole framed hub messages without blocking. Until the
+// hub handshake response has been queued the client is not connected yet, so fan-out skips it
+// (as ASP.NET Core adds a connection to "All" only after its handshake): the handshake response
+// must be the first thing the client reads.
 func (c *client) Send(frame []byte) bool {
+	if !c.ready.Load() {
+		return false
+	}
+	return c.push(frame)
+}
+
+func (c *client) push(frame []byte) bool {
 	if c.st.enabled {
 		return c.sendStateful(frame)
 	}
 	return c.out.Push(frame)
+}
+
+// sendFromApp queues data the app server addressed to this connection on its own socket; the
+// first such message is the hub handshake response, after which the client is ready.
+func (c *client) sendFromApp(frame []byte) bool {
+	ok := c.push(frame)
+	c.ready.Store(true)
+	return ok
 }
 
 // closeWith ends the connection with a SignalR Close message after what is already queued. The
@@ -164,6 +185,10 @@ func (c *client) finish(kind, reason string) {
 		c.in.forget(c)
 		c.hub.conn.Remove(c)
 		c.in.failInvocationsOf(c, reason)
+		if c.serverless.Load() {
+			m.clients.WithLabelValues(c.in.name, c.protocol).Dec()
+			c.serverlessClosed(reason)
+		}
 		if l := c.link.Load(); l != nil {
 			m.clients.WithLabelValues(c.in.name, c.protocol).Dec()
 			l.unbind(c)

@@ -103,6 +103,13 @@ func (c *client) receive(p []byte) error {
 				continue
 			}
 		}
+		if c.takeCompletion(msg) {
+			continue
+		}
+		if c.serverless.Load() {
+			c.serverlessMessage(msg)
+			continue
+		}
 		c.scratch = append(c.scratch, frame...)
 	}
 	if len(c.scratch) == 0 {
@@ -139,6 +146,16 @@ func (c *client) handshake(frame []byte) error {
 	if codec.Format() == protocol.Binary && c.transport == transportNameSSE {
 		c.failHandshake(hubproto.ErrTextTransferFormat(req.Protocol))
 		return errHandshakeFailed
+	}
+	if c.hub.serverless() {
+		c.handshaken = true
+		c.st.enabled = c.st.negotiated && req.Version >= 2 && c.transport == transportNameWebSockets
+		c.codec = codec
+		c.protocol = strings.ToLower(req.Protocol)
+		c.userID = c.auth.UserID
+		c.binary.Store(codec.Format() == protocol.Binary)
+		c.split.Format = codec.Format()
+		return c.serverlessHandshake(req)
 	}
 	mode, sid := c.auth.Sticky()
 	l, err := c.hub.pick(mode, sid)

@@ -46,8 +46,24 @@ type InstanceConfig struct {
 	Settings Settings
 }
 
+// Service modes, as Azure names them.
+const (
+	// ModeDefault: clients need a connected app server.
+	ModeDefault = "Default"
+	// ModeServerless: the service answers clients itself; backends use REST and upstream webhooks.
+	ModeServerless = "Serverless"
+	// ModeAuto, for local development: a hub is in Default mode while an app server is connected
+	// to it and Serverless otherwise.
+	ModeAuto = "Auto"
+)
+
 // Settings are per-instance tunables; zero means the documented default.
 type Settings struct {
+	// Mode is Default, Serverless or Auto. Default: Auto.
+	Mode string
+	// UpstreamFile is an upstream settings file (the emulator's settings.json shape), hot-reloaded.
+	// Empty: no upstream; serverless client invocations then get an error completion.
+	UpstreamFile string
 	// MaxMessageSize bounds one hub message from a client and one service message from an app
 	// server. Default 2 MiB (clients), the app-server bound is 16 times that.
 	MaxMessageSize int
@@ -87,6 +103,12 @@ type Settings struct {
 }
 
 func (s Settings) merged(over Settings) Settings {
+	if over.Mode != "" {
+		s.Mode = over.Mode
+	}
+	if over.UpstreamFile != "" {
+		s.UpstreamFile = over.UpstreamFile
+	}
 	if over.MaxMessageSize != 0 {
 		s.MaxMessageSize = over.MaxMessageSize
 	}
@@ -134,6 +156,7 @@ func (s Settings) merged(over Settings) Settings {
 
 func defaultSettings() Settings {
 	return Settings{
+		Mode:             ModeAuto,
 		MaxMessageSize:   2 << 20,
 		OutboxBytes:      8 << 20,
 		HandshakeTimeout: 15 * time.Second,
@@ -225,6 +248,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s (%s): an instance needs hosts or default: true", label, in.Name))
 		}
 		s := c.Defaults.merged(in.Settings)
+		if _, ok := canonicalMode(s.Mode); !ok {
+			errs = append(errs, fmt.Errorf("%s (%s): mode %q must be Default, Serverless or Auto", label, in.Name, s.Mode))
+		}
 		if s.MaxMessageSize < 0 || s.OutboxBytes < 0 {
 			errs = append(errs, fmt.Errorf("%s (%s): sizes must not be negative", label, in.Name))
 		}
@@ -240,6 +266,16 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("listen %q is not a loopback address and the built-in development key is in use: set an access key, or allow the dev key explicitly", c.Listen))
 	}
 	return errors.Join(errs...)
+}
+
+// canonicalMode accepts mode names case-insensitively.
+func canonicalMode(m string) (string, bool) {
+	for _, known := range []string{ModeDefault, ModeServerless, ModeAuto} {
+		if strings.EqualFold(m, known) {
+			return known, true
+		}
+	}
+	return "", false
 }
 
 func normalizeHost(h string) string {

@@ -16,7 +16,7 @@ func (l *link) dispatch(m svcproto.Message) {
 		l.onPing(m)
 	case svcproto.ConnectionData:
 		if c, ok := l.hub.client(m.ConnectionID); ok {
-			c.Send(m.Payload) // the Reader gives every message its own copy of its body
+			c.sendFromApp(m.Payload) // the Reader gives every message its own copy of its body
 
 		}
 		// Data for unknown or closed connections is expected after a close; drop it.

@@ -235,3 +235,15 @@ func (h *hubState) statefulAllowed() bool {
 	}
 	return false
 }
+
+// serverless reports whether the service itself answers this hub's clients: always in Serverless
+// mode, and in Auto mode while no app server can take clients.
+func (h *hubState) serverless() bool {
+	switch h.in.settings.Mode {
+	case ModeServerless:
+		return true
+	case ModeAuto:
+		return !h.hasServer()
+	}
+	return false
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/signalrd/signalrd/auth"
 	"github.com/signalrd/signalrd/router"
+	"github.com/signalrd/signalrd/server/upstream"
 )
 
 // instance is one tenant: its keys, settings, hubs and connections.
@@ -26,16 +28,20 @@ type instance struct {
 
 	invMu       sync.Mutex
 	invocations map[string]*pendingInvocation // client-result invocation id -> pending
+
+	keys     []string
+	upstream *upstream.Client // nil without upstream settings
 }
 
-func newInstance(s *Server, ic InstanceConfig, st Settings) *instance {
+func newInstance(s *Server, ic InstanceConfig, st Settings) (*instance, error) {
+	st.Mode, _ = canonicalMode(st.Mode) // validated by Config.Validate
 	var keys []string
 	for _, k := range []string{ic.PrimaryKey, ic.SecondaryKey} {
 		if k != "" {
 			keys = append(keys, k)
 		}
 	}
-	return &instance{
+	in := &instance{
 		srv:      s,
 		name:     ic.Name,
 		settings: st,
@@ -46,7 +52,20 @@ func newInstance(s *Server, ic InstanceConfig, st Settings) *instance {
 		conns:    map[string]*client{},
 
 		invocations: map[string]*pendingInvocation{},
+		keys:        keys,
 	}
+	if st.UpstreamFile != "" {
+		up, err := upstream.New(upstream.Options{
+			SettingsFile: st.UpstreamFile,
+			Keys:         func() []string { return in.keys },
+			Logger:       in.log.With("component", "upstream"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("instance %s: upstream: %w", ic.Name, err)
+		}
+		in.upstream = up
+	}
+	return in, nil
 }
 
 // hub returns the state of a hub, creating it on first use. ids are lower-case.

@@ -193,6 +193,11 @@ func (s *Server) runLink(l *link, ws *websocket.Conn) {
 		_ = ws.Close(websocket.StatusNormalClosure, "")
 		return
 	}
+	if in.settings.Mode == ModeServerless && hs.ConnectionType != svcproto.ConnWeak {
+		reply(svcproto.HandshakeResponse{ErrorMessage: "The service is in Serverless mode: app server connections cannot carry clients. Use Default mode, or connect with a Weak (Management SDK) connection."})
+		_ = ws.Close(websocket.StatusNormalClosure, "")
+		return
+	}
 	l.connType = hs.ConnectionType
 	l.migrationLevel = hs.MigrationLevel
 	l.modernExt = hs.Fields >= 7

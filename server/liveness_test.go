@@ -27,9 +27,9 @@ func TestExpiredTokenRejectedOnHTTPTransports(t *testing.T) {
 	expired := tokenWith(t, ts, "chat", auth.IssueOptions{Lifetime: time.Second, Now: func() time.Time { return time.Now().Add(-time.Hour) }})
 	bearer := http.Header{"Authorization": {"Bearer " + expired}}
 
-	lp := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+	lp := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 	lp.startLongPolling(app)
-	sse := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+	sse := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 	s, r := sse.openSSE()
 	if s == nil {
 		t.Fatalf("SSE GET = %v", r)
@@ -70,9 +70,9 @@ func TestTokenExpiryDuringConnection(t *testing.T) {
 	ts := servertest.Start(t, server.Config{Defaults: server.Settings{TokenSkew: -1}})
 	app := dialApp(t, ts, "chat", "s1")
 	short := func() string { return tokenWith(t, ts, "chat", auth.IssueOptions{Lifetime: 2 * time.Second}) }
-	wsPeer := newPeer(t, ts, "chat", short())
+	wsPeer := newHTTPPeer(t, ts, "chat", short())
 	ws := wsPeer.dialWS(app)
-	lp := newPeer(t, ts, "chat", short())
+	lp := newHTTPPeer(t, ts, "chat", short())
 	lp.startLongPolling(app)
 
 	var last reply
@@ -160,7 +160,7 @@ func TestClientTimeout(t *testing.T) {
 		t.Parallel()
 		ts := servertest.Start(t, server.Config{Defaults: server.Settings{ClientTimeout: time.Second}})
 		app := dialApp(t, ts, "chat", "s1")
-		p := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+		p := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 		s, r := p.openSSE()
 		if s == nil {
 			t.Fatalf("SSE GET = %v", r)
@@ -193,7 +193,7 @@ func TestCloseOnAuthExpire(t *testing.T) {
 				{Type: auth.ClaimCloseOnAuthExpire, Value: "true"},
 				{Type: auth.ClaimAuthExpiresOn, Value: strconv.FormatInt(time.Now().Add(tc.aeo).Unix(), 10)},
 			}})
-			p := newPeer(t, ts, "chat", tok)
+			p := newHTTPPeer(t, ts, "chat", tok)
 			ws := p.dialWSRaw()
 			if err := ws.Write(context.Background(), websocket.MessageText, []byte(jsonHandshake)); err != nil {
 				t.Fatal(err)

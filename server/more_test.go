@@ -12,6 +12,7 @@ import (
 
 	"github.com/signalrd/signalrd/auth"
 	"github.com/signalrd/signalrd/protocol/svcproto"
+	"github.com/signalrd/signalrd/server"
 	"github.com/signalrd/signalrd/server/servertest"
 )
 
@@ -196,7 +197,7 @@ func TestServerHandshakeVersionMismatch(t *testing.T) {
 
 func TestWeakSocketCarriesNoClients(t *testing.T) {
 	t.Parallel()
-	ts := start(t)
+	ts := servertest.Start(t, server.Config{Defaults: server.Settings{Mode: server.ModeDefault}})
 	cs, _ := auth.ParseConnectionString(ts.ConnectionString())
 	tok, _ := auth.IssueToken(ts.Key, auth.IssueOptions{Audience: cs.ServerAudience("chat")})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -81,7 +81,7 @@ func (s *Server) handleNegotiate(w http.ResponseWriter, r *http.Request, in *ins
 		writeJSON(w, http.StatusOK, map[string]string{"error": "The app server this client must use (sticky mode Required) is not connected to the service."})
 		return
 	}
-	if !h.hasServer() {
+	if in.settings.Mode == ModeDefault && !h.hasServer() {
 		writeJSON(w, http.StatusOK, map[string]string{"error": noServerText(hub)})
 		return
 	}

@@ -37,7 +37,11 @@ func New(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: cfg.Logger, byHost: map[string]*instance{}, ctx: ctx, cancel: cancel, metrics: newMetrics()}
 	for _, ic := range cfg.Instances {
-		in := newInstance(s, ic, cfg.Defaults.merged(ic.Settings))
+		in, err := newInstance(s, ic, cfg.Defaults.merged(ic.Settings))
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("server: %w", err)
+		}
 		s.instances = append(s.instances, in)
 		for _, h := range ic.Hosts {
 			s.byHost[normalizeHost(h)] = in
@@ -73,11 +77,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	for _, in := range s.instances {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			in.housekeeping(s.ctx)
-		}()
+		s.goConn(func() { in.housekeeping(s.ctx) })
+		if in.upstream != nil {
+			s.goConn(func() { in.upstream.Run(s.ctx) })
+		}
 	}
 	select {
 	case err := <-errc:
@@ -138,6 +141,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("/server/", s.withInstance(s.handleServer))
 	mux.HandleFunc("/api/health", handleHealth)
 	mux.HandleFunc("/api/v1/health", handleHealth)
+	s.restRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Not found.", http.StatusNotFound)
 	})

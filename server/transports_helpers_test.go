@@ -83,8 +83,8 @@ type httpPeer struct {
 	n    atomic.Int64
 }
 
-// newPeer negotiates (version 1) and returns the peer; negotiate must succeed.
-func newPeer(t *testing.T, ts *servertest.Instance, hub, tok string) *httpPeer {
+// newHTTPPeer negotiates (version 1) and returns the peer; negotiate must succeed.
+func newHTTPPeer(t *testing.T, ts *servertest.Instance, hub, tok string) *httpPeer {
 	t.Helper()
 	p := &httpPeer{t: t, ts: ts, hc: newHTTPClient(t), hub: hub, tok: tok}
 	r := p.do(http.MethodPost, "/client/negotiate?hub="+hub+"&negotiateVersion=1", nil, "")

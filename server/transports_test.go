@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,9 +75,9 @@ func TestNegotiatedConnectionExpiresUnused(t *testing.T) {
 	t.Parallel()
 	ts := servertest.Start(t, server.Config{Defaults: server.Settings{NegotiateTimeout: time.Second}})
 	app := dialApp(t, ts, "chat", "s1")
-	idle := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+	idle := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 	negotiated := time.Now()
-	used := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+	used := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 	if r := used.poll(); r.status != http.StatusOK {
 		t.Fatalf("first poll %v", r)
 	}
@@ -180,7 +181,7 @@ func TestServerSentEvents(t *testing.T) {
 	t.Parallel()
 	ts := start(t)
 	app := dialApp(t, ts, "chat", "s1")
-	p := newPeer(t, ts, "chat", clientToken(t, ts, "chat", "alice"))
+	p := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", "alice"))
 	s, r := p.openSSE()
 	if s == nil {
 		t.Fatalf("SSE GET = %v", r)
@@ -246,7 +247,7 @@ func TestServerSentEventsBatchWholeMessages(t *testing.T) {
 	// Room for the big message and everything behind it: this is not a slow-consumer test.
 	ts := servertest.Start(t, server.Config{Defaults: server.Settings{OutboxBytes: 64 << 20}})
 	app := dialApp(t, ts, "chat", "s1")
-	p := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+	p := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 	s, r := p.openSSE()
 	if s == nil {
 		t.Fatalf("SSE GET = %v", r)
@@ -290,7 +291,7 @@ func TestServerSentEventsRejectMessagePack(t *testing.T) {
 	t.Parallel()
 	ts := start(t)
 	app := dialApp(t, ts, "chat", "s1")
-	p := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+	p := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 	s, r := p.openSSE()
 	if s == nil {
 		t.Fatalf("SSE GET = %v", r)
@@ -319,7 +320,7 @@ func TestServerSentEventsErrors(t *testing.T) {
 	t.Parallel()
 	ts := start(t)
 	app := dialApp(t, ts, "chat", "s1")
-	p := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+	p := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 	s, r := p.openSSE()
 	if s == nil {
 		t.Fatalf("SSE GET = %v", r)
@@ -363,7 +364,7 @@ func TestLongPolling(t *testing.T) {
 	t.Parallel()
 	ts := start(t)
 	app := dialApp(t, ts, "chat", "s1")
-	p := newPeer(t, ts, "chat", clientToken(t, ts, "chat", "bob"))
+	p := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", "bob"))
 	noCache := func(what string, r reply) {
 		t.Helper()
 		for name, want := range map[string]string{
@@ -443,7 +444,7 @@ func TestLongPollTimeoutAnswersEmpty(t *testing.T) {
 	t.Parallel()
 	ts := servertest.Start(t, server.Config{Defaults: server.Settings{PollTimeout: 500 * time.Millisecond}})
 	app := dialApp(t, ts, "chat", "s1")
-	p := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+	p := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 	p.startLongPolling(app)
 	r := p.poll()
 	if r.err != nil || r.status != http.StatusOK || r.body != "" || r.header.Get("Content-Length") != "0" {
@@ -463,7 +464,7 @@ func TestLongPollingBatches(t *testing.T) {
 	t.Parallel()
 	ts := start(t)
 	app := dialApp(t, ts, "chat", "s1")
-	p := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+	p := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 	p.startLongPolling(app)
 
 	// Queued while nobody polls: one poll body carries all of them, in order.
@@ -501,9 +502,9 @@ func TestWrongTransportRequests(t *testing.T) {
 	t.Parallel()
 	ts := start(t)
 	app := dialApp(t, ts, "chat", "s1")
-	wsPeer := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+	wsPeer := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 	ws := wsPeer.dialWS(app)
-	lp := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+	lp := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 	lp.startLongPolling(app)
 	for _, tc := range []struct {
 		name   string
@@ -555,7 +556,7 @@ func TestLongPollingClientStopsPolling(t *testing.T) {
 			if tc.ttl != "" {
 				claims = []auth.Claim{{Type: auth.ClaimMaxPollInterval, Value: tc.ttl}}
 			}
-			p := newPeer(t, ts, "chat", tokenWith(t, ts, "chat", auth.IssueOptions{Claims: claims}))
+			p := newHTTPPeer(t, ts, "chat", tokenWith(t, ts, "chat", auth.IssueOptions{Claims: claims}))
 			p.startLongPolling(app)
 			stopped := time.Now()
 			cc := expectCloseConnection(t, app, p.id)
@@ -578,7 +579,7 @@ func TestLongPollPendingPollKeepsConnection(t *testing.T) {
 			t.Parallel()
 			ts := servertest.Start(t, server.Config{Defaults: server.Settings{MaxPollInterval: time.Second, PollTimeout: 4 * time.Second}})
 			app := dialApp(t, ts, "chat", "s1")
-			p := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+			p := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 			p.startLongPolling(app)
 			var pending <-chan reply
 			if superseding {
@@ -629,7 +630,7 @@ func TestLongPollingAppClosesConnection(t *testing.T) {
 		t.Parallel()
 		ts := start(t)
 		app := dialApp(t, ts, "chat", "s1")
-		p := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+		p := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 		p.startLongPolling(app)
 		closeMsgs(app, p.id, true)
 		fence(t, app, p.id, 1)
@@ -644,7 +645,7 @@ func TestLongPollingAppClosesConnection(t *testing.T) {
 		t.Parallel()
 		ts := start(t)
 		app := dialApp(t, ts, "chat", "s1")
-		p := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+		p := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 		p.startLongPolling(app)
 		pending := p.pendingPoll()
 		closeMsgs(app, p.id, true)
@@ -668,7 +669,7 @@ func TestLongPollingAppClosesConnection(t *testing.T) {
 		t.Parallel()
 		ts := start(t)
 		app := dialApp(t, ts, "chat", "s1")
-		p := newPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+		p := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
 		p.startLongPolling(app)
 		pending := p.pendingPoll()
 		closeMsgs(app, p.id, false)
@@ -678,4 +679,157 @@ func TestLongPollingAppClosesConnection(t *testing.T) {
 		expectText(t, "poll after 204", p.poll(), http.StatusNotFound, textNoConn)
 		noEcho(t, app, p.id)
 	})
+}
+
+// A client may send its first transport request and a POST or DELETE at once (only the client
+// orders them). Run with -race: the server must not read the connection's transport unguarded.
+func TestLongPollingConcurrentFirstRequests(t *testing.T) {
+	t.Parallel()
+	ts := start(t)
+	dialApp(t, ts, "chat", "s1")
+	for range 20 {
+		p := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+		var wg sync.WaitGroup
+		res := make([]reply, 3)
+		wg.Add(3)
+		go func() { defer wg.Done(); res[0] = p.poll() }()
+		go func() { defer wg.Done(); res[1] = p.send("") }()
+		go func() { defer wg.Done(); res[2] = p.do(http.MethodDelete, p.connURL(""), nil, "") }()
+		wg.Wait()
+		for _, r := range res {
+			if r.err != nil || r.status >= 500 {
+				t.Fatalf("request: %v", r)
+			}
+		}
+	}
+}
+
+// A DELETE racing the handshake POST must not leave a connection behind: either the handshake
+// loses (no OpenConnection) or the app is told with CloseConnection and the router forgets it.
+// The window is narrow, so batches of connections race at once for up to 8 s.
+func TestLongPollingDeleteDuringHandshake(t *testing.T) {
+	t.Parallel()
+	ts := start(t)
+	app := dialApp(t, ts, "chat", "s1")
+	opened, tries, ackID := 0, 0, 1000
+	for deadline := time.Now().Add(8 * time.Second); tries < 2000 && time.Now().Before(deadline); {
+		peers := make([]*httpPeer, 8)
+		for i := range peers {
+			peers[i] = newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+			if r := peers[i].poll(); r.status != http.StatusOK {
+				t.Fatalf("first poll %v", r)
+			}
+		}
+		var wg sync.WaitGroup
+		for _, p := range peers {
+			wg.Add(2)
+			go func() { defer wg.Done(); p.send(jsonHandshake) }()
+			go func() { defer wg.Done(); p.do(http.MethodDelete, p.connURL(""), nil, "") }()
+		}
+		wg.Wait()
+		// Each DELETE and POST answered after telling the app; the fences order everything
+		// before them.
+		opens, closes, exists := map[string]bool{}, map[string]bool{}, map[string]bool{}
+		for _, p := range peers {
+			ackID++
+			st, others := fence(t, app, p.id, ackID)
+			exists[p.id] = st == svcproto.AckOK
+			for _, m := range others {
+				switch m := m.(type) {
+				case svcproto.OpenConnection:
+					opens[m.ConnectionID] = true
+				case svcproto.CloseConnection:
+					closes[m.ConnectionID] = true
+				}
+			}
+		}
+		for _, p := range peers {
+			tries++
+			if opens[p.id] {
+				opened++
+			}
+			if exists[p.id] || opens[p.id] && !closes[p.id] {
+				t.Fatalf("try %d: after DELETE the connection exists=%v; app got OpenConnection=%v CloseConnection=%v", tries, exists[p.id], opens[p.id], closes[p.id])
+			}
+		}
+	}
+	t.Logf("handshake won the race %d times in %d", opened, tries)
+}
+
+// Overlapping polls (a poll superseding one that is about to answer) must not share buffers:
+// every message arrives exactly once. Run with -race.
+func TestLongPollingOverlappingPolls(t *testing.T) {
+	t.Parallel()
+	ts := start(t)
+	app := dialApp(t, ts, "chat", "s1")
+	p := newHTTPPeer(t, ts, "chat", clientToken(t, ts, "chat", ""))
+	p.startLongPolling(app)
+	msgs, _ := smallMessages("o", 1000)
+	go sendAll(app, p.id, msgs)
+	var mu sync.Mutex
+	var got []string
+	var bad []reply
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				r := p.poll()
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				mu.Lock()
+				if r.err != nil || (r.status != http.StatusOK && r.status != http.StatusNoContent) {
+					bad = append(bad, r)
+					mu.Unlock()
+					return
+				}
+				for _, m := range strings.SplitAfter(r.body, "\x1e") {
+					if m != "" {
+						got = append(got, m)
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	var received int
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		received = len(got)
+		done := received >= len(msgs) || len(bad) > 0
+		mu.Unlock()
+		if done {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	p.do(http.MethodDelete, p.connURL(""), nil, "") // releases the held poll
+	wg.Wait()
+	if len(bad) > 0 {
+		t.Fatalf("poll failed: %v", bad[0])
+	}
+	seen := map[string]int{}
+	for _, m := range got {
+		seen[m]++
+	}
+	lost, dup := 0, 0
+	for _, m := range msgs {
+		switch seen[m] {
+		case 0:
+			lost++
+		case 1:
+		default:
+			dup++
+		}
+	}
+	if lost > 0 || dup > 0 || len(got) != len(msgs) {
+		t.Errorf("received %d messages for %d sent: %d lost, %d duplicated", len(got), len(msgs), lost, dup)
+	}
 }

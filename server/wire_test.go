@@ -319,7 +319,7 @@ func TestSDKConnectSequence(t *testing.T) {
 
 func TestNoAppServer(t *testing.T) {
 	t.Parallel()
-	ts := start(t)
+	ts := servertest.Start(t, server.Config{Defaults: server.Settings{Mode: server.ModeDefault}})
 	st, neg := negotiate(t, ts, "lonely", clientToken(t, ts, "lonely", ""))
 	if st != 200 || !strings.Contains(neg["error"].(string), "No app server") {
 		t.Fatalf("negotiate = %d %v", st, neg)

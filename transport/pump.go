@@ -15,6 +15,9 @@ type PumpOptions struct {
 	// KeepAlive, when > 0, writes KeepAliveFrame after that long without any write.
 	KeepAlive      time.Duration
 	KeepAliveFrame []byte
+	// KeepAliveFunc, when set, replaces KeepAliveFrame; it may return nil to skip this keep-alive
+	// (for connections whose need for pings is only known later).
+	KeepAliveFunc func() []byte
 	// WriteTimeout bounds one batch write; 0 means 10 s. A peer that cannot take a batch in time is dead.
 	WriteTimeout time.Duration
 }
@@ -47,7 +50,15 @@ func Pump(ctx context.Context, o *Outbox, w BatchWriter, opt PumpOptions) error 
 			return ctx.Err()
 		case <-tick:
 			if time.Since(last) >= opt.KeepAlive {
-				if err := write([][]byte{opt.KeepAliveFrame}); err != nil {
+				frame := opt.KeepAliveFrame
+				if opt.KeepAliveFunc != nil {
+					frame = opt.KeepAliveFunc()
+				}
+				if frame == nil {
+					last = time.Now()
+					continue
+				}
+				if err := write([][]byte{frame}); err != nil {
 					return err
 				}
 			}

@@ -28,7 +28,8 @@ var allowed = []struct {
 	{"transport", []string{"protocol"}, nil},
 	{"sdk/", []string{"protocol", "auth", "sdk"}, nil},
 	{"server/servertest", []string{"server", "auth", "protocol", "router", "transport", "storage"}, nil},
-	{"server", []string{"protocol", "router", "transport", "auth", "storage"}, nil},
+	{"server/upstream", []string{"protocol", "auth"}, nil},
+	{"server", []string{"protocol", "router", "transport", "auth", "storage", "server/upstream"}, nil},
 	{"cmd/", []string{"server", "auth", "protocol", "sdk", "storage", "router", "transport", "e2e/chatapp"}, nil},
 	// The chat sample is an app server like any user's: the SDK only, never the service.
 	{"e2e/chatapp", []string{"sdk", "auth", "protocol"}, nil},

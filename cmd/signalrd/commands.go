@@ -23,7 +23,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		SilenceErrors: true,
 	}
 	serve := newServeCmd(stdout, stderr)
-	root.AddCommand(serve, newConnStrCmd(stdout), newTokenCmd(stdout), &cobra.Command{
+	root.AddCommand(serve, newConnStrCmd(stdout), newTokenCmd(stdout), newUpstreamCmd(stdout), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, "signalrd", version) },
