@@ -33,7 +33,7 @@ type upstreamReceiver struct {
 
 type receivedCall struct {
 	category, event, connID, userID, query, contentType string
-	body                                              []byte
+	body                                                []byte
 }
 
 func startReceiver(t *testing.T, key string) *upstreamReceiver {
