@@ -69,11 +69,13 @@ type client struct {
 
 	// appClosed is set when the app server ended the connection, so it is not told again.
 	appClosed atomic.Bool
-	// closeKind records why the service or the app ended the connection, for metrics.
-	closeKind atomic.Value // string
-	closeOnce sync.Once
-	ctx       context.Context
-	cancel    context.CancelFunc
+	// closeKind records why the service or the app ended the connection, for metrics;
+	// closeReason the text given to the client, also told to the app server.
+	closeKind   atomic.Value // string
+	closeReason atomic.Value // string
+	closeOnce   sync.Once
+	ctx         context.Context
+	cancel      context.CancelFunc
 
 	calls serviceCalls  // invocations sent by the service itself (REST :invoke)
 	poll  pollState     // long polling only
@@ -139,6 +141,7 @@ func (c *client) sendFromApp(frame []byte) bool {
 // connection stops being addressable at once; the transport flushes and closes in the background.
 func (c *client) closeWith(kind, reason string, allowReconnect bool) {
 	c.closeKind.CompareAndSwap(nil, kind)
+	c.closeReason.CompareAndSwap(nil, reason)
 	c.hub.conn.Remove(c)
 	if f := c.closeFrame(reason, allowReconnect); f != nil {
 		c.out.Push(f)
@@ -178,9 +181,16 @@ func (c *client) closeKindOr(def string) string {
 // finish unregisters the client and tells its app server, once. kind is a closeReason* constant.
 func (c *client) finish(kind, reason string) {
 	c.closeOnce.Do(func() {
+		// Cancel first (it unblocks a receive waiting on a congested link), then wait for any
+		// receive in progress: a handshake that was binding the client completes before cleanup.
+		c.cancel()
+		c.inMu.Lock()
+		c.inMu.Unlock() //nolint:staticcheck // an empty critical section is the point
+		if r, _ := c.closeReason.Load().(string); reason == "" && r != "" {
+			reason = r
+		}
 		m := c.in.srv.metrics
 		m.clientCloses.WithLabelValues(c.in.name, kind).Inc()
-		c.cancel()
 		c.out.Discard()
 		c.in.forget(c)
 		c.hub.conn.Remove(c)
@@ -232,7 +242,7 @@ func (c *client) checkLiveness(now time.Time) {
 	idle := now.Sub(time.Unix(0, c.lastRecv.Load()))
 	switch transportName {
 	case transportNameLongPolling:
-		if !c.attached.Load() && idle > c.maxPollInterval(tok) {
+		if c.poll.active.Load() == 0 && idle > c.maxPollInterval(tok) {
 			c.out.Discard()
 			c.finish(closeReasonTimeout, "The long polling client stopped polling.")
 			return

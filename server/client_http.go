@@ -83,7 +83,7 @@ func (c *client) claimTransport(w http.ResponseWriter, r *http.Request, name str
 
 // clientSend handles POST: whole hub messages from an SSE or long-polling client.
 func (s *Server) clientSend(w http.ResponseWriter, r *http.Request, c *client, tok *auth.Token) {
-	switch c.transport {
+	switch c.transportName() {
 	case transportNameWebSockets:
 		textError(w, http.StatusMethodNotAllowed, "POST requests are not allowed for WebSocket connections.")
 		return
@@ -122,7 +122,7 @@ func (s *Server) clientSend(w http.ResponseWriter, r *http.Request, c *client, t
 
 // clientDelete handles DELETE, the long-polling client's stop.
 func (s *Server) clientDelete(w http.ResponseWriter, c *client) {
-	if c.transport != transportNameLongPolling {
+	if c.transportName() != transportNameLongPolling {
 		textError(w, http.StatusBadRequest, "Cannot terminate this connection using the DELETE endpoint.")
 		return
 	}
@@ -133,4 +133,11 @@ func (s *Server) clientDelete(w http.ResponseWriter, c *client) {
 	w.Header().Set("Content-Type", "text/plain")
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = w.Write([]byte("Accepted"))
+}
+
+// transportName reads the transport chosen by the first transport request.
+func (c *client) transportName() string {
+	c.inMu.Lock()
+	defer c.inMu.Unlock()
+	return c.transport
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/signalrd/signalrd/auth"
@@ -10,10 +11,24 @@ import (
 
 // pollState tracks the long poll currently holding a connection.
 type pollState struct {
+	active  atomic.Int32 // polls being served; MaxPollInterval counts only while none is
 	mu      sync.Mutex
 	started bool          // the first poll was answered
 	current chan struct{} // closed to end the pending poll with 204
-	frames  [][]byte      // reused Take buffer
+}
+
+// take moves the queued frames out for the poll identified by mine, unless a newer poll
+// superseded it (then it must not take anything: the client no longer reads its response).
+func (p *pollState) take(o interface {
+	Take([][]byte) ([][]byte, bool, bool)
+}, mine chan struct{}) (frames [][]byte, done, overrun, superseded bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.current != mine {
+		return nil, false, false, true
+	}
+	frames, done, overrun = o.Take(nil)
+	return frames, done, overrun, false
 }
 
 // supersede ends the pending poll (a newer one arrived) and returns the channel the new poll
@@ -62,13 +77,13 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *client
 		return
 	}
 	noCache(w.Header())
-	superseded, first := c.poll.supersede()
-	defer c.poll.release(superseded)
-	c.attached.Store(true)
+	c.poll.active.Add(1)
 	defer func() {
 		c.touch() // MaxPollInterval counts from the end of the last poll
-		c.attached.Store(false)
+		c.poll.active.Add(-1)
 	}()
+	superseded, first := c.poll.supersede()
+	defer c.poll.release(superseded)
 	if first {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.WriteHeader(http.StatusOK)
@@ -77,15 +92,17 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *client
 	timer := time.NewTimer(c.in.settings.PollTimeout)
 	defer timer.Stop()
 	for {
-		frames, done, overrun := c.out.Take(c.poll.frames[:0])
+		frames, done, overrun, replaced := c.poll.take(c.out, superseded)
 		switch {
+		case replaced:
+			w.WriteHeader(http.StatusNoContent)
+			return
 		case overrun:
 			c.writePoll(w, [][]byte{c.closeFrame(reasonSlowConsumer, true)})
 			c.finish(closeReasonSlowConsumer, reasonSlowConsumer)
 			return
 		case len(frames) > 0:
 			c.writePoll(w, frames)
-			c.poll.frames = frames
 			if done {
 				// Everything was delivered, including the final Close: the next poll gets 204.
 				c.finish(c.closeKindOr(closeReasonService), "")

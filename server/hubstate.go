@@ -18,8 +18,9 @@ type hubState struct {
 	id   string
 	conn *router.Hub
 
-	mu      sync.Mutex
-	servers map[string]*appServer // by server id (X-ASRS-Server-Id)
+	mu         sync.Mutex
+	servers    map[string]*appServer // by server id (X-ASRS-Server-Id)
+	migrations map[string]*migration // MigrateClients shutdowns, by server id
 }
 
 // appServer is one app-server process serving the hub, with its sockets.
@@ -63,6 +64,7 @@ func (h *hubState) removeLink(l *link) {
 	s.links = slices.DeleteFunc(s.links, func(x *link) bool { return x == l })
 	if len(s.links) == 0 {
 		delete(h.servers, l.serverID)
+		delete(h.migrations, l.serverID) // a restarted server with the same id starts afresh
 	}
 }
 

@@ -299,10 +299,8 @@ func (l *link) onPing(p svcproto.Ping) {
 		return
 	}
 	if v, ok := p.Get("shutdown"); ok {
-		if strings.HasPrefix(v, "fin") {
-			l.hub.drain(l.serverID)
-			l.log.Info("app server is shutting down", "mode", v)
-			l.sendControl(svcproto.Ping{Values: []string{"shutdown", "finack"}})
+		if strings.HasPrefix(v, "fin") && v != "finack" {
+			l.onShutdown(v)
 		}
 		return
 	}

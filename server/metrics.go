@@ -15,6 +15,7 @@ type metrics struct {
 	messagesIn    *prometheus.CounterVec // instance, from (client|server)
 	bytesIn       *prometheus.CounterVec // instance, from
 	reconnects    *prometheus.CounterVec // instance: stateful reconnects accepted
+	migrations    *prometheus.CounterVec // instance: clients migrated between app servers
 }
 
 // Close reasons counted in signalrd_client_closes_total.
@@ -52,7 +53,10 @@ func newMetrics() *metrics {
 			Name: "signalrd_stateful_reconnects_total", Help: "Client WebSockets re-attached to a stateful connection.",
 		}, []string{"instance"}),
 	}
-	m.reg.MustRegister(m.reconnects, m.clients, m.clientCloses, m.serverSockets, m.messagesIn, m.bytesIn,
+	m.migrations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "signalrd_client_migrations_total", Help: "Clients moved to another app server by a MigrateClients shutdown.",
+	}, []string{"instance"})
+	m.reg.MustRegister(m.migrations, m.reconnects, m.clients, m.clientCloses, m.serverSockets, m.messagesIn, m.bytesIn,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

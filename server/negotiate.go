@@ -51,7 +51,7 @@ func transportsFor(tok *auth.Token) []availableTransport {
 }
 
 func (s *Server) handleNegotiate(w http.ResponseWriter, r *http.Request, in *instance) {
-	if in.cors(w, r, "POST") {
+	if in.cors(w, r, "GET, POST, DELETE") {
 		return
 	}
 	if r.Method != http.MethodPost {
