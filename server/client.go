@@ -185,7 +185,8 @@ func (c *client) finish(kind, reason string) {
 		// receive in progress: a handshake that was binding the client completes before cleanup.
 		c.cancel()
 		c.inMu.Lock()
-		c.inMu.Unlock() //nolint:staticcheck // an empty critical section is the point
+		//lint:ignore SA2001 the empty critical section is the point: wait for receive to finish
+		c.inMu.Unlock()
 		if r, _ := c.closeReason.Load().(string); reason == "" && r != "" {
 			reason = r
 		}

@@ -37,9 +37,6 @@ type bufferedFrame struct {
 	frame []byte
 }
 
-// errStatefulOverflow closes a stateful client whose unacknowledged messages outgrow the buffer.
-var errStatefulOverflow = errors.New("server: stateful reconnect buffer full")
-
 // sendStateful numbers and buffers the trackable messages of frame, then queues it (c.st.enabled).
 func (c *client) sendStateful(frame []byte) bool {
 	st := &c.st
@@ -105,6 +102,7 @@ func (c *client) filterInbound(msg []byte) (forward bool, err error) {
 		}
 		s, _ := m.(hubproto.Sequence)
 		if s.SequenceID < 1 || uint64(s.SequenceID) > st.recvSeq+1 {
+			//lint:ignore ST1005 the official client's text, sent in the Close message
 			return false, errors.New("Sequence ID greater than amount of messages we've received.")
 		}
 		st.curSeq = uint64(s.SequenceID) - 1

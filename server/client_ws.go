@@ -100,7 +100,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *clien
 	}
 	<-pumpDone
 	reason := ""
-	if readErr != nil && websocket.CloseStatus(readErr) == -1 && !errors.Is(readErr, context.Canceled) &&
+	if websocket.CloseStatus(readErr) == -1 && !errors.Is(readErr, context.Canceled) &&
 		!errors.Is(readErr, errHandshakeFailed) && !errors.Is(readErr, errClientGone) {
 		reason = "Client transport failed: " + readErr.Error()
 	}

@@ -42,8 +42,10 @@ func parsePayloadJSON(b []byte) (payloadMessage, error) {
 	}
 	switch {
 	case raw.Target == nil:
+		//lint:ignore ST1005 the official ASP.NET validation text
 		return payloadMessage{}, fmt.Errorf("%w: The Target field is required.", errPayloadInvalid)
 	case *raw.Target == "":
+		//lint:ignore ST1005 the official ASP.NET validation text
 		return payloadMessage{}, fmt.Errorf("%w: The field Target must be a string with a minimum length of '1'.", errPayloadInvalid)
 	}
 	args := make([]json.RawMessage, len(raw.Arguments))
