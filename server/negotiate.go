@@ -103,5 +103,5 @@ func (s *Server) handleNegotiate(w http.ResponseWriter, r *http.Request, in *ins
 }
 
 func noServerText(hub string) string {
-	return "No app server is connected to hub '" + hub + "'. The service is in Default mode: start the app server, or check its connection string."
+	return "No server available: no app server is connected to hub '" + hub + "'. The service is in Default mode: start the app server, or check its connection string."
 }
