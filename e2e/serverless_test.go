@@ -151,6 +151,22 @@ func TestServerlessOfficialClient(t *testing.T) {
 			if note.contentType != wantCT || (v.protocol == "json" && !strings.Contains(string(note.body), `"hello"`)) {
 				t.Fatalf("note call %+v %q", note, note.body)
 			}
+			// REST sends reach the client, shaped as the Management SDK sends them.
+			if err := d.On(ctx, "c", "news"); err != nil {
+				t.Fatal(err)
+			}
+			restSend(t, svc, "/api/hubs/chat/:send?api-version=2022-06-01", `{"Target":"news","Arguments":["broadcast",{"n":1}]}`)
+			restSend(t, svc, "/api/hubs/chat/users/zoe/:send?api-version=2022-06-01", `{"target":"news","arguments":["to-user"]}`)
+			restSend(t, svc, "/api/v1/hubs/chat/connections/"+id, `{"target":"news","arguments":["to-connection"]}`)
+			for _, want := range []string{`"broadcast"`, `"to-user"`, `"to-connection"`} {
+				ev, err := d.WaitEvent(ctx, jsclient.IsMessage("c", "news"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(ev.Args[0]) != want {
+					t.Fatalf("REST send delivered %s, want %s", ev.Args[0], want)
+				}
+			}
 			if err := d.Stop(ctx, "c"); err != nil {
 				t.Fatal(err)
 			}
@@ -161,5 +177,28 @@ func TestServerlessOfficialClient(t *testing.T) {
 				t.Fatalf("receiver saw: %v", up.errs)
 			}
 		})
+	}
+}
+
+// restSend posts a body the way the Management SDK does: Bearer token whose audience is the
+// request URL without port (query included), JSON with a charset.
+func restSend(t *testing.T, svc *servertest.Instance, path, body string) {
+	t.Helper()
+	aud := "http://localhost" + path
+	tok, err := auth.IssueToken(svc.Key, auth.IssueOptions{Audience: aud, Claims: []auth.Claim{{Type: "nameid", Value: "mgmt_0123"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, svc.URL+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST %s = %d %s", path, resp.StatusCode, b)
 	}
 }

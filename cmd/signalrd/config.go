@@ -36,6 +36,8 @@ type fileInstance struct {
 }
 
 type fileSettings struct {
+	Mode             string        `mapstructure:"mode"`
+	UpstreamFile     string        `mapstructure:"upstream-file"`
 	MaxMessageSize   int           `mapstructure:"max-message-size"`
 	OutboxBytes      int           `mapstructure:"outbox-bytes"`
 	HandshakeTimeout time.Duration `mapstructure:"handshake-timeout"`
@@ -55,6 +57,8 @@ type fileSettings struct {
 
 func (s fileSettings) toServer() server.Settings {
 	return server.Settings{
+		Mode:             s.Mode,
+		UpstreamFile:     s.UpstreamFile,
 		MaxMessageSize:   s.MaxMessageSize,
 		OutboxBytes:      s.OutboxBytes,
 		HandshakeTimeout: s.HandshakeTimeout,
@@ -81,6 +85,8 @@ func bindCommonFlags(fs *pflag.FlagSet) {
 	fs.String("endpoint", "", "Endpoint printed in the connection string (default http://<listen host>)")
 	fs.Bool("allow-dev-key", false, "allow the built-in development key on a non-loopback address")
 	fs.String("log-level", "info", "log level: debug, info, warn, error")
+	fs.String("mode", "", "service mode of every instance: Default, Serverless or Auto (default Auto)")
+	fs.String("upstream-file", "", "upstream webhook settings file (see `signalrd upstream init`)")
 }
 
 // loadConfig merges defaults, the config file, SIGNALRD_* environment variables and flags.
@@ -91,11 +97,21 @@ func loadConfig(fs *pflag.FlagSet) (fileConfig, error) {
 	v.AutomaticEnv()
 	v.SetDefault("listen", "localhost:8888")
 	v.SetDefault("log-level", "info")
-	for _, name := range []string{"listen", "access-key", "endpoint", "allow-dev-key", "log-level"} {
-		if f := fs.Lookup(name); f != nil {
-			if err := v.BindPFlag(name, f); err != nil {
-				return fileConfig{}, fmt.Errorf("bind flag %s: %w", name, err)
+	// Flags and environment variables map onto config keys; the last two set instance defaults.
+	bind := map[string]string{
+		"listen": "listen", "access-key": "access-key", "endpoint": "endpoint", "allow-dev-key": "allow-dev-key",
+		"log-level": "log-level", "mode": "defaults.mode", "upstream-file": "defaults.upstream-file",
+	}
+	for flag, key := range bind {
+		if f := fs.Lookup(flag); f != nil {
+			if err := v.BindPFlag(key, f); err != nil {
+				return fileConfig{}, fmt.Errorf("bind flag %s: %w", flag, err)
 			}
+		}
+	}
+	for _, env := range []string{"mode", "upstream-file"} {
+		if err := v.BindEnv("defaults."+env, "SIGNALRD_"+strings.ToUpper(strings.ReplaceAll(env, "-", "_"))); err != nil {
+			return fileConfig{}, fmt.Errorf("bind env %s: %w", env, err)
 		}
 	}
 	path, _ := fs.GetString("config")

@@ -192,3 +192,24 @@ func TestTokenCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestModeAndUpstreamFlags(t *testing.T) {
+	cmd := newServeCmd(&bytes.Buffer{}, &bytes.Buffer{})
+	_ = cmd.Flags().Set("mode", "serverless")
+	_ = cmd.Flags().Set("upstream-file", "/tmp/settings.json")
+	fc, err := loadConfig(cmd.Flags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fc.Defaults.Mode != "serverless" || fc.Defaults.UpstreamFile != "/tmp/settings.json" {
+		t.Fatalf("defaults %+v", fc.Defaults)
+	}
+	t.Setenv("SIGNALRD_MODE", "Default")
+	fc, err = loadConfig(newServeCmd(&bytes.Buffer{}, &bytes.Buffer{}).Flags())
+	if err != nil || fc.Defaults.Mode != "Default" {
+		t.Fatalf("env mode: %+v %v", fc.Defaults, err)
+	}
+	if _, err := (fileConfig{Defaults: fileSettings{Mode: "weird"}}).toServerConfig(nil); err == nil || !strings.Contains(err.Error(), "mode") {
+		t.Fatalf("bad mode accepted: %v", err)
+	}
+}
