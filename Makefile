@@ -26,7 +26,7 @@ run: ## run signalrd in memory on localhost:8888 and print its connection string
 	$(GO) run ./cmd/signalrd serve $(ARGS)
 
 .PHONY: deps
-deps: deps-go deps-js deps-browser ## install everything the tests need
+deps: deps-go deps-js deps-browser deps-redis ## install everything the tests need
 
 .PHONY: deps-go
 deps-go:
@@ -48,6 +48,17 @@ deps-browser: ## install Debian's chromium for the browser tests (when CHROMIUM 
 	  echo "installing chromium (Debian package) for the browser tests"; \
 	  $(SUDO) apt-get update && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	fi
+
+.PHONY: deps-redis
+deps-redis: ## install Debian's redis-server (with redis-cli) for the storage and scale-out tests
+	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "redis-server/redis-cli not on PATH and no apt-get: install Redis >= 7 (sharded pub/sub) and retry"; exit 1; \
+	  fi; \
+	  echo "installing redis-server (Debian package, brings redis-cli) for the storage tests"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; \
 	fi
 
 .PHONY: demo

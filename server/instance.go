@@ -142,6 +142,7 @@ func (in *instance) housekeeping(ctx context.Context) {
 			for _, c := range in.connSnapshot() {
 				c.checkLiveness(now)
 			}
+			in.expireInvocations(now)
 			for _, h := range in.router.Hubs() {
 				h.SweepExpired()
 			}

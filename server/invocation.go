@@ -1,12 +1,15 @@
 package server
 
 import (
+	"time"
+
 	"github.com/signalrd/signalrd/protocol/svcproto"
 )
 
 // pendingInvocation is a client-result invocation ("InvokeAsync" on a client) awaiting its
 // completion (service-protocol §2.7).
 type pendingInvocation struct {
+	created  time.Time
 	hub      *hubState
 	client   *client
 	caller   string // server id of the invoking app server
@@ -25,7 +28,7 @@ func (l *link) onClientInvocation(m svcproto.ClientInvocation) {
 		return
 	}
 	host := c.link.Load()
-	inv := &pendingInvocation{hub: l.hub, client: c, caller: m.CallerServerID}
+	inv := &pendingInvocation{created: time.Now(), hub: l.hub, client: c, caller: m.CallerServerID}
 	if host != nil {
 		inv.hostedBy = host.serverID
 	}
@@ -101,4 +104,14 @@ func (in *instance) failInvocations(match func(*pendingInvocation) bool, reason 
 			})
 		}
 	}
+}
+
+// invocationTimeout bounds a client-result invocation (the service protocol's ClientInvocation
+// spec: ten minutes).
+const invocationTimeout = 10 * time.Minute
+
+// expireInvocations fails invocations the client never answered.
+func (in *instance) expireInvocations(now time.Time) {
+	in.failInvocations(func(p *pendingInvocation) bool { return now.Sub(p.created) > invocationTimeout },
+		"The client did not complete the invocation within 10 minutes.")
 }
