@@ -78,20 +78,11 @@ func newConnStrCmd(stdout io.Writer) *cobra.Command {
 		Use:   "connstr",
 		Short: "Print the connection string of the default instance",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fc, err := loadConfig(cmd.Flags())
+			connStr, _, err := defaultConnectionString(cmd)
 			if err != nil {
 				return err
 			}
-			cfg, err := fc.toServerConfig(nil)
-			if err != nil {
-				return err
-			}
-			key, err := defaultKey(cfg)
-			if err != nil {
-				return err
-			}
-			ep, port := publicEndpoint(fc, fc.Listen)
-			fmt.Fprintln(stdout, auth.FormatConnectionString(ep, port, key))
+			fmt.Fprintln(stdout, connStr)
 			return nil
 		},
 	}
@@ -108,20 +99,11 @@ func newTokenCmd(stdout io.Writer) *cobra.Command {
 		Use:   "token",
 		Short: "Issue a client or server access token for testing",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fc, err := loadConfig(cmd.Flags())
+			connStr, key, err := defaultConnectionString(cmd)
 			if err != nil {
 				return err
 			}
-			cfg, err := fc.toServerConfig(nil)
-			if err != nil {
-				return err
-			}
-			key, err := defaultKey(cfg)
-			if err != nil {
-				return err
-			}
-			ep, port := publicEndpoint(fc, fc.Listen)
-			cs, err := auth.ParseConnectionString(auth.FormatConnectionString(ep, port, key))
+			cs, err := auth.ParseConnectionString(connStr)
 			if err != nil {
 				return err
 			}
@@ -156,4 +138,23 @@ func newTokenCmd(stdout io.Writer) *cobra.Command {
 	cmd.Flags().DurationVar(&lifetime, "lifetime", time.Hour, "token lifetime")
 	_ = cmd.MarkFlagRequired("hub")
 	return cmd
+}
+
+// defaultConnectionString is the connection string of the default instance, and its key, from
+// the merged configuration.
+func defaultConnectionString(cmd *cobra.Command) (string, string, error) {
+	fc, err := loadConfig(cmd.Flags())
+	if err != nil {
+		return "", "", err
+	}
+	cfg, err := fc.toServerConfig(nil)
+	if err != nil {
+		return "", "", err
+	}
+	key, err := defaultKey(cfg)
+	if err != nil {
+		return "", "", err
+	}
+	ep, port := publicEndpoint(fc, fc.Listen)
+	return auth.FormatConnectionString(ep, port, key), key, nil
 }
