@@ -92,7 +92,7 @@ depcheck: ## check the package import rules of docs/architecture.md
 
 .PHONY: bench
 bench: ## run the Go micro-benchmarks
-	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s ./protocol/... ./router/ ./transport/ ./server/...
+	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s ./protocol/... ./router/ ./transport/ ./storage/ ./server/...
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target briefly (FUZZTIME=10s)

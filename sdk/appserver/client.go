@@ -67,6 +67,7 @@ type clientConn struct {
 	lastWrite   atomic.Int64
 	handshaken  atomic.Bool // codec is set and the handshake response was written
 	processing  atomic.Bool // a hub method runs: the client timeout is paused
+	inHub       atomic.Bool // OnConnected or a hub method runs on the connection's goroutine
 	timeoutOn   atomic.Bool // the client sent a Ping: ClientTimeoutInterval is enforced
 	closing     atomic.Bool // a terminal event is queued: drop ordinary writes
 	pinging     atomic.Bool
@@ -131,7 +132,10 @@ func (h *hubRuntime) closeClientFromService(m svcproto.CloseConnection) {
 		cc.outCancelled = true
 		cc.outMu.Unlock()
 	}
-	cc.push(ev)
+	// The SDK completes the connection's input after what it already received
+	// (PerformDisconnectAsync → CompleteIncoming): the hub still processes the messages that
+	// arrived before the close, which for a migrating client means nothing it sent is lost.
+	cc.pushAfterData(ev)
 }
 
 func newClientConn(h *hubRuntime, c *svcConn, m svcproto.OpenConnection) *clientConn {
@@ -259,9 +263,29 @@ func (cc *clientConn) push(ev event) {
 	cc.partial = nil
 	cc.queue = append(cc.queue[:0], ev)
 	cc.mu.Unlock()
+	cc.markClosing()
+	cc.signal()
+}
+
+// pushAfterData queues a terminal event behind the data already queued; later data is dropped.
+// The connection counts as closing once its goroutine reaches the event.
+func (cc *clientConn) pushAfterData(ev event) {
+	cc.mu.Lock()
+	if cc.terminal {
+		cc.mu.Unlock()
+		return
+	}
+	cc.terminal = true
+	cc.partial = nil
+	cc.queue = append(cc.queue, ev)
+	cc.mu.Unlock()
+	cc.signal()
+}
+
+// markClosing drops ordinary writes from now on and signals ConnectionAborted.
+func (cc *clientConn) markClosing() {
 	cc.closing.Store(true)
 	cc.abortedOnce.Do(func() { close(cc.aborted) })
-	cc.signal()
 }
 
 func (cc *clientConn) abort(reason *string) {
@@ -310,6 +334,7 @@ func (cc *clientConn) run() {
 func (cc *clientConn) finish() {
 	h := cc.h
 	cc.push(event{kind: evLinkLost}) // marks terminal so late data is dropped
+	cc.markClosing()
 	cc.outMu.Lock()
 	svc := cc.svc
 	cc.outMu.Unlock()
@@ -322,6 +347,8 @@ func (cc *clientConn) finish() {
 	}
 	h.mu.Unlock()
 	h.srv.clientCount.Add(-1)
+	// CleanupInvocationsByConnection: what this process asked the connection fails now.
+	h.srv.results.failConnection(cc.id)
 	cc.cancel()
 	close(cc.ended)
 }
@@ -384,7 +411,10 @@ func (cc *clientConn) handshake() bool {
 		cc.lastRecv.Store(now)
 		cc.handshaken.Store(true)
 		if hub.OnConnected != nil {
-			if err := safeCall(func() error { return hub.OnConnected(cc.hctx) }); err != nil {
+			cc.inHub.Store(true)
+			err := safeCall(func() error { return hub.OnConnected(cc.hctx) })
+			cc.inHub.Store(false)
+			if err != nil {
 				cc.h.log.Error("OnConnected failed", "conn_id", cc.id, "error", err)
 				cc.writeClose(hubproto.Close{Error: errorMessage(textConnectionClosedWithError, err, hub.EnableDetailedErrors)})
 				cc.sendCloseConnection("")
@@ -439,6 +469,7 @@ func (cc *clientConn) serve() {
 				}
 			}
 		case evServiceClose:
+			cc.markClosing()
 			if ev.migrateTo == "" {
 				cc.writeClose(hubproto.Close{})
 			}
@@ -478,6 +509,10 @@ func (cc *clientConn) dispatch(m hubproto.Message, frame []byte) bool {
 	case hubproto.Invocation:
 		cc.invoke(m)
 	case hubproto.Completion:
+		if cc.h.srv.results.completeLocal(cc, m) {
+			cc.sendLocalCompletion(m.InvocationID)
+			return false
+		}
 		cc.routeCompletion(m, frame)
 	case hubproto.Ping:
 		// HubConnectionContext.StartClientTimeout: a client that pings gets timed out.
@@ -526,7 +561,9 @@ func (cc *clientConn) invoke(inv hubproto.Invocation) {
 		return
 	}
 	cc.processing.Store(true)
+	cc.inHub.Store(true)
 	res, err := m.call(cc.hctx, args)
+	cc.inHub.Store(false)
 	cc.lastRecv.Store(cc.h.srv.now())
 	cc.processing.Store(false)
 	if err != nil {
@@ -560,7 +597,7 @@ func (cc *clientConn) sendInvocationError(id, msg string) {
 // this one (router role of client results) as ClientCompletion with the raw frame.
 func (cc *clientConn) routeCompletion(m hubproto.Completion, frame []byte) {
 	cc.mu.Lock()
-	caller, ok := cc.routed[m.InvocationID]
+	_, ok := cc.routed[m.InvocationID]
 	delete(cc.routed, m.InvocationID)
 	cc.mu.Unlock()
 	if !ok {
@@ -568,10 +605,12 @@ func (cc *clientConn) routeCompletion(m hubproto.Completion, frame []byte) {
 		return
 	}
 	name := cc.codec.Name()
+	// As in ServiceLifetimeManager.SetConnectionResultAsync, callerServerId is this (the
+	// router's) server id, not the invoking server's: the service knows the invocation's caller.
 	msg := svcproto.ClientCompletion{
 		InvocationID:   m.InvocationID,
 		ConnectionID:   cc.id,
-		CallerServerID: caller,
+		CallerServerID: cc.h.srv.opts.ServerID,
 		Protocol:       name,
 		Payload:        append([]byte(nil), frame...),
 		Ext:            svcproto.Ext{Protocol: name},

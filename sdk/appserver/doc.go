@@ -19,15 +19,23 @@
 //   - fan-out (BroadcastData, MultiConnectionData, UserData, MultiUserData, GroupBroadcastData,
 //     MultiGroupBroadcastData) with one payload per supported hub protocol, group and user-group
 //     membership with acks (10 s timeout, process-wide ack ids from 1), and the negotiate
-//     redirect with a signed client token.
+//     redirect with a signed client token (sticky modes Preferred/Required included);
+//   - client results (InvokeClient: ClientInvocation, ClientCompletion, ErrorCompletion) in both
+//     roles: the caller waits for the completion, whether its client is local (then only an
+//     empty ClientCompletion tells the service to clean up) or hosted by another server, and the
+//     router relays the completion of a client it hosts as ClientCompletion;
+//   - graceful shutdown (Shutdown: "shutdown fin:1/fin:2" and "finack") and client migration
+//     (Asrs-Migrate-From on OpenConnection → Context.MigratedFrom, Asrs-Migrate-To on
+//     CloseConnection → Context.MigratedTo; the migrated client's messages received before the
+//     close are still dispatched, its later output is dropped).
 //
 // Not implemented (the SDK features a Go hub or signalrd does not need): Entra ID (AAD)
 // authentication and AccessKey messages, multiple endpoints and endpoint routers, OnDemand
 // sockets opened after a "target" ping, streaming hub methods (client→server and
-// server→client streams are answered with the SDK's error completions), client results called
-// from the server (InvokeAsync; the router role that forwards a client's completion is
-// implemented), hub filters and authorization policies, and the asrs_lang/asrs_ui_lang culture
-// parameters of the negotiate redirect.
+// server→client streams are answered with the SDK's error completions), ServiceMapping (only
+// needed to fail client results when a service instance goes offline), hub filters and
+// authorization policies, and the asrs_lang/asrs_ui_lang culture parameters of the negotiate
+// redirect.
 //
 // Concurrency: Server, HubContext, Clients, Groups, UserGroups and ClientProxy are safe for
 // concurrent use. A Hub must be fully configured (On, callbacks, options) before Start. Hub
@@ -37,7 +45,8 @@
 // connection lives.
 //
 // Blocking: Start does not block (use Ready to wait for the sockets); Send blocks until the
-// message is written to a socket; Groups/UserGroups operations and the existence checks block
+// message is written to a socket; InvokeClient blocks until the client's completion arrives (or
+// Timing.ClientInvocation, 10 min, passes); Groups/UserGroups operations and the existence checks block
 // until the service's Ack arrives (or 10 s pass); Shutdown blocks until graceful shutdown ends or
 // its context expires. No callback is ever invoked while an internal lock is held.
 //

@@ -26,6 +26,11 @@ var (
 	ErrClosed = errors.New("appserver: server closed")
 	// ErrUnknownHub means no hub is mapped under that name.
 	ErrUnknownHub = errors.New("appserver: unknown hub")
+	// ErrClientResultTimeout means InvokeClient got no completion within Timing.ClientInvocation.
+	ErrClientResultTimeout = errors.New("appserver: client result timed out")
+	// ErrInvokeOwnConnection means InvokeClient was asked, from a connection's own hub method or
+	// OnConnected, to wait for that same connection, which cannot answer before the call returns.
+	ErrInvokeOwnConnection = errors.New("appserver: a hub method cannot wait for a result from its own connection")
 )
 
 // ErrClientTimeout is the error OnDisconnected receives when a client sent nothing for

@@ -148,6 +148,15 @@ type Context struct {
 	conn *clientConn
 }
 
+// Value implements context.Context; it also lets InvokeClient recognise the connection a context
+// belongs to (the SDK's ClientConnectionScope).
+func (c *Context) Value(key any) any {
+	if _, ok := key.(callerKey); ok {
+		return c.conn
+	}
+	return c.Context.Value(key)
+}
+
 // Abort closes the connection from the server side (Context.Abort() in ASP.NET Core): the client
 // receives a close message, OnDisconnected runs with a nil error and the service is told with
 // CloseConnection. It returns immediately.
@@ -162,8 +171,9 @@ func (c *Context) MigratedTo() string {
 	return c.conn.migrateTo
 }
 
-// ConnectionAborted is closed as soon as the connection starts to end (abort, timeout, client or
-// service close), before OnDisconnected runs. The embedded context.Context is cancelled only
+// ConnectionAborted is closed as soon as the connection starts to end (abort, timeout, socket
+// loss; for a close by the service, once the messages received before it were dispatched),
+// before OnDisconnected runs. The embedded context.Context is cancelled only
 // after OnDisconnected returned, so it stays usable for sends from OnDisconnected.
 func (c *Context) ConnectionAborted() <-chan struct{} { return c.conn.aborted }
 

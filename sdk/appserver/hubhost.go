@@ -294,6 +294,11 @@ func (h *hubRuntime) ackBool(ctx context.Context, scope *clientConn, key, op str
 
 // payloads serializes one Invocation per protocol of the hub (DefaultHubMessageSerializer).
 func (h *hubRuntime) payloads(method string, args []any, only hubproto.Codec) (svcproto.Payloads, error) {
+	return h.payloadsWithID("", method, args, only)
+}
+
+// payloadsWithID is payloads for an Invocation that expects a completion (client results).
+func (h *hubRuntime) payloadsWithID(invocationID, method string, args []any, only hubproto.Codec) (svcproto.Payloads, error) {
 	codecs := h.codecs
 	if only != nil {
 		codecs = []hubproto.Codec{only}
@@ -308,7 +313,7 @@ func (h *hubRuntime) payloads(method string, args []any, only hubproto.Codec) (s
 			}
 			raws[i] = r
 		}
-		frame, err := codec.Append(nil, hubproto.Invocation{Target: method, Arguments: raws})
+		frame, err := codec.Append(nil, hubproto.Invocation{InvocationID: invocationID, Target: method, Arguments: raws})
 		if err != nil {
 			return nil, fmt.Errorf("appserver: serialize %q for %s: %w", method, codec.Name(), err)
 		}

@@ -329,13 +329,18 @@ func (c *svcConn) dispatch(m svcproto.Message) {
 		if cc := h.client(m.ConnectionID); cc != nil {
 			cc.addRoutedInvocation(m.InvocationID, m.CallerServerID)
 		}
+	case svcproto.ClientCompletion:
+		// Caller role: a client hosted by another server answered (OnClientCompletionAsync).
+		h.srv.results.completeRemote(m)
+	case svcproto.ErrorCompletion:
+		h.srv.results.fail(m.InvocationID, m.ConnectionID, &HubError{Message: m.Error})
 	case svcproto.ServiceEvent:
 		h.log.Info("service event", "object_type", m.ObjectType, "id", m.ID, "kind", m.Kind, "message", m.Message)
 	case svcproto.HandshakeResponse:
 		h.log.Debug("unexpected handshake response ignored", "cid", c.cid)
 	default:
-		// AccessKeyResponse, ServiceMapping, ClientCompletion, ErrorCompletion: nothing to do
-		// without Entra auth or client results.
+		// AccessKeyResponse, and ServiceMapping (only used to fail invocations on an "offline"
+		// ping naming a service instance; a single-endpoint SDK has no instance to name).
 	}
 }
 

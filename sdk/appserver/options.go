@@ -101,6 +101,9 @@ type Timing struct {
 	FinAckAttempt time.Duration
 	// WriteTimeout bounds one socket write; on expiry the socket is closed. 30 s.
 	WriteTimeout time.Duration
+	// ClientInvocation bounds InvokeClient's wait for the client's result. 10 min, the limit
+	// the service applies to a pending client invocation.
+	ClientInvocation time.Duration
 }
 
 func (t Timing) withDefaults() Timing {
@@ -118,6 +121,7 @@ func (t Timing) withDefaults() Timing {
 	def(&t.Heartbeat, time.Second)
 	def(&t.FinAckAttempt, 5*time.Second)
 	def(&t.WriteTimeout, 30*time.Second)
+	def(&t.ClientInvocation, 10*time.Minute)
 	return t
 }
 

@@ -18,11 +18,12 @@ import (
 // Server is one app-server process: it owns the sockets of every mapped hub, the client
 // connections they carry and the process-wide ack ids. Create it with New, map hubs, then Start.
 type Server struct {
-	opts  Options
-	cs    auth.ConnectionString
-	log   *slog.Logger
-	epoch time.Time // monotonic base for timestamps kept in atomics
-	acks  ackTable
+	opts    Options
+	cs      auth.ConnectionString
+	log     *slog.Logger
+	epoch   time.Time // monotonic base for timestamps kept in atomics
+	acks    ackTable
+	results callerResults // client-result invocations made by this process
 
 	// clientCount counts client connections of all hubs: the SDK's "#clientInHub" ping value is
 	// its process-wide ClientConnectionManager.Count.
@@ -65,6 +66,7 @@ func New(opts Options) (*Server, error) {
 		changed: make(chan struct{}),
 	}
 	s.acks.init()
+	s.results.init()
 	return s, nil
 }
 
@@ -211,6 +213,8 @@ func (s *Server) Close() error {
 	wg.Wait()
 	s.cancel()
 	s.wg.Wait()
+	// Completions for clients of other servers can no longer arrive.
+	s.results.failAll(ErrClosed)
 	return nil
 }
 
