@@ -195,7 +195,7 @@ func (c *client) finish(kind, reason string) {
 		c.out.Discard()
 		c.in.forget(c)
 		c.hub.conn.Remove(c)
-		c.in.failInvocationsOf(c, reason)
+		c.in.failInvocationsOf(c)
 		if c.serverless.Load() {
 			m.clients.WithLabelValues(c.in.name, c.protocol).Dec()
 			c.serverlessClosed(reason)

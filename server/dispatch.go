@@ -81,9 +81,9 @@ func (l *link) dispatch(m svcproto.Message) {
 	case svcproto.ClientInvocation:
 		l.onClientInvocation(m)
 	case svcproto.ClientCompletion:
-		l.in.completeInvocation(m.CallerServerID, m.InvocationID, l.serverID, m)
+		l.in.completeInvocation(m.ConnectionID, m.InvocationID, l.serverID, m)
 	case svcproto.ErrorCompletion:
-		l.in.completeInvocation(m.CallerServerID, m.InvocationID, l.serverID, m)
+		l.in.completeInvocation(m.ConnectionID, m.InvocationID, l.serverID, m)
 	case svcproto.AccessKeyRequest:
 		l.sendControl(svcproto.AccessKeyResponse{
 			KeyID:        m.KeyID,

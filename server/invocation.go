@@ -33,7 +33,7 @@ func (l *link) onClientInvocation(m svcproto.ClientInvocation) {
 		inv.hostedBy = host.serverID
 	}
 	l.in.invMu.Lock()
-	l.in.invocations[invKey(m.CallerServerID, m.InvocationID)] = inv
+	l.in.invocations[invKey(m.ConnectionID, m.InvocationID)] = inv
 	l.in.invMu.Unlock()
 	if host != nil && host.serverID != m.CallerServerID {
 		host.sendControl(svcproto.ClientInvocation{
@@ -46,15 +46,17 @@ func (l *link) onClientInvocation(m svcproto.ClientInvocation) {
 	}
 }
 
-// invKey scopes invocation ids by caller: ids are only unique within one app server.
-func invKey(caller, id string) string { return caller + "\x00" + id }
+// invKey identifies a pending invocation by connection and invocation id: both travel in every
+// ClientCompletion and ErrorCompletion, while callerServerId does not (a hosting server relaying
+// the result writes its own id there, as the .NET SDK does).
+func invKey(connID, id string) string { return connID + "\x00" + id }
 
 // completeInvocation routes a completion reported by server `from` to the caller.
-func (in *instance) completeInvocation(caller, id, from string, m svcproto.Message) {
+func (in *instance) completeInvocation(connID, id, from string, m svcproto.Message) {
 	in.invMu.Lock()
-	inv, ok := in.invocations[invKey(caller, id)]
+	inv, ok := in.invocations[invKey(connID, id)]
 	if ok {
-		delete(in.invocations, invKey(caller, id))
+		delete(in.invocations, invKey(connID, id))
 	}
 	in.invMu.Unlock()
 	if !ok || inv.caller == from {
@@ -66,10 +68,8 @@ func (in *instance) completeInvocation(caller, id, from string, m svcproto.Messa
 }
 
 // failInvocationsOf fails the pending invocations of a client that went away.
-func (in *instance) failInvocationsOf(c *client, reason string) {
-	if reason == "" {
-		reason = "Connection '" + c.id + "' disconnected."
-	}
+func (in *instance) failInvocationsOf(c *client) {
+	reason := "Connection '" + c.id + "' disconnected."
 	in.failInvocations(func(p *pendingInvocation) bool { return p.client == c }, reason)
 }
 
@@ -92,7 +92,7 @@ func (in *instance) failInvocations(match func(*pendingInvocation) bool, reason 
 	in.invMu.Lock()
 	for key, p := range in.invocations {
 		if match(p) {
-			out = append(out, failed{key[len(p.caller)+1:], p})
+			out = append(out, failed{key[len(p.client.id)+1:], p})
 			delete(in.invocations, key)
 		}
 	}
