@@ -3,9 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -121,7 +119,7 @@ func TestClientResultDisconnect(t *testing.T) {
 			c := startCluster(t)
 			// The victim's app server hands out the proxy as the client endpoint, so the victim's
 			// traffic from the service can be held and its connection reset.
-			proxy := startHoldProxy(t, c.svc.Addr)
+			proxy := startProxy(t, c.svc.Addr)
 			cs := strings.TrimSuffix(c.svc.ConnectionString(), ";") + ";ClientEndpoint=http://" + proxy.Addr() + ";"
 			host := c.startApp("app-v", lcAppOptions{sticky: auth.StickyPreferred, connString: cs})
 			caller := host
@@ -133,20 +131,20 @@ func TestClientResultDisconnect(t *testing.T) {
 			if err := d.HandleResult(ctxT(t), "victim", "add", 1); err != nil {
 				t.Fatal(err)
 			}
-			proxy.hold()
+			proxy.Hold()
 			res := make(chan error, 1)
 			ctx := ctxT(t)
 			go func() {
 				_, err := appserver.InvokeClient[int](ctx, caller.hub, id, "add", 1, 2)
 				res <- err
 			}()
-			eventually(t, "the invocation reaches the victim's connection", func() bool { return proxy.heldBytes() > 0 })
+			eventually(t, "the invocation reaches the victim's connection", func() bool { return proxy.HeldBytes() > 0 })
 			select {
 			case err := <-res:
 				t.Fatalf("InvokeClient returned before the disconnect: %v", err)
 			default:
 			}
-			proxy.kill()
+			proxy.Kill()
 			select {
 			case err := <-res:
 				// An ErrorCompletion from the service (or, on the same server, the SDK's own
@@ -160,117 +158,5 @@ func TestClientResultDisconnect(t *testing.T) {
 				t.Fatal("InvokeClient still waits after the client disconnected")
 			}
 		})
-	}
-}
-
-// holdProxy forwards TCP connections to a target; it can hold what the target sends (so a
-// message is in flight but not delivered) and reset every connection.
-type holdProxy struct {
-	l      net.Listener
-	target string
-	wg     sync.WaitGroup
-
-	mu    sync.Mutex
-	cond  *sync.Cond
-	conns map[net.Conn]struct{}
-	held  bool
-	dead  bool
-	bytes int // bytes held back
-}
-
-func startHoldProxy(t *testing.T, target string) *holdProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &holdProxy{l: l, target: target, conns: map[net.Conn]struct{}{}}
-	p.cond = sync.NewCond(&p.mu)
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		p.kill()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *holdProxy) Addr() string { return p.l.Addr().String() }
-
-func (p *holdProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(up, c, false)
-		go p.pipe(c, up, true)
-	}
-}
-
-func (p *holdProxy) pipe(dst, src net.Conn, fromTarget bool) {
-	defer p.wg.Done()
-	defer func() {
-		_ = dst.Close()
-		_ = src.Close()
-	}()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 && fromTarget {
-			p.mu.Lock()
-			if p.held && !p.dead {
-				p.bytes += n
-			}
-			for p.held && !p.dead {
-				p.cond.Wait()
-			}
-			p.mu.Unlock()
-		}
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *holdProxy) hold() {
-	p.mu.Lock()
-	p.held = true
-	p.mu.Unlock()
-}
-
-func (p *holdProxy) heldBytes() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.bytes
-}
-
-// kill stops accepting and resets every connection (RST, no close handshake).
-func (p *holdProxy) kill() {
-	_ = p.l.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.dead = true
-	p.cond.Broadcast()
-	for c := range p.conns {
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0)
-		}
-		_ = c.Close()
 	}
 }

@@ -748,7 +748,7 @@ func TestLifecycleServerKilled(t *testing.T) {
 		t.Fatalf("r0 is on %s", got)
 	}
 
-	proxy.kill()
+	proxy.Kill()
 	for name, oldID := range old {
 		ev, err := d.WaitEvent(ctx, jsclient.IsReconnected(name))
 		if err != nil {
