@@ -541,23 +541,9 @@ func (p *fparser) parseIn(depth int, l *fnode, in ftok) (*fnode, error) {
 		return p.inGroups(in, l)
 	}
 	p.pos++
-	var items []*fnode
-	for {
-		e, err := p.parseOr(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		items = append(items, e)
-		sep, err := p.next("',' or ')'")
-		if err != nil {
-			return nil, err
-		}
-		if sep.kind == tkRParen {
-			break
-		}
-		if sep.kind != tkComma {
-			return nil, p.errAt(sep, "expected ',' or ')', found %s", sep.text)
-		}
+	items, err := p.parseList(depth)
+	if err != nil {
+		return nil, err
 	}
 	if len(items) == 1 && items[0].typ == ftCollection { // 'g' in (groups)
 		return p.inGroups(in, l)
@@ -678,22 +664,9 @@ func (p *fparser) parsePrimary(depth int) (*fnode, error) {
 	}
 	var args []*fnode
 	if nt, ok := p.peek(); !ok || nt.kind != tkRParen {
-		for {
-			a, err := p.parseOr(depth + 1)
-			if err != nil {
-				return nil, err
-			}
-			args = append(args, a)
-			sep, err := p.next("',' or ')'")
-			if err != nil {
-				return nil, err
-			}
-			if sep.kind == tkRParen {
-				break
-			}
-			if sep.kind != tkComma {
-				return nil, p.errAt(sep, "expected ',' or ')', found %s", sep.text)
-			}
+		var err error
+		if args, err = p.parseList(depth); err != nil {
+			return nil, err
 		}
 	} else {
 		p.pos++
@@ -710,4 +683,27 @@ func (p *fparser) parsePrimary(depth int) (*fnode, error) {
 		}
 	}
 	return p.node(&fnode{op: opFunc, typ: sig.result, fn: name, args: args})
+}
+
+// parseList parses `expr (',' expr)* ')'` after an opening parenthesis (a value list or a
+// function's arguments).
+func (p *fparser) parseList(depth int) ([]*fnode, error) {
+	var items []*fnode
+	for {
+		e, err := p.parseOr(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, e)
+		sep, err := p.next("',' or ')'")
+		if err != nil {
+			return nil, err
+		}
+		if sep.kind == tkRParen {
+			return items, nil
+		}
+		if sep.kind != tkComma {
+			return nil, p.errAt(sep, "expected ',' or ')', found %s", sep.text)
+		}
+	}
 }
