@@ -15,6 +15,7 @@ func (s *Server) handleClient(w http.ResponseWriter, r *http.Request, in *instan
 	if in.cors(w, r, "GET, POST, DELETE") {
 		return
 	}
+
 	switch r.Method {
 	case http.MethodGet, http.MethodPost, http.MethodDelete:
 	default:

@@ -22,8 +22,6 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *client, tok
 		return
 	}
 	defer c.attached.Store(false)
-	s.wg.Add(1)
-	defer s.wg.Done()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache,no-store")

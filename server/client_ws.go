@@ -59,8 +59,6 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *clien
 		return
 	}
 	ws.SetReadLimit(-1) // hub messages are bounded by the splitter, not per WebSocket message
-	s.wg.Add(1)
-	defer s.wg.Done()
 	c.touch()
 	actx, acancel := context.WithCancel(c.ctx)
 	defer acancel()

@@ -103,6 +103,7 @@ func (l *link) close() {
 }
 
 func (s *Server) handleServer(w http.ResponseWriter, r *http.Request, in *instance) {
+
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
 		textError(w, http.StatusMethodNotAllowed, "Method not allowed: app servers connect with a WebSocket GET.")
@@ -137,8 +138,6 @@ func (s *Server) handleServer(w http.ResponseWriter, r *http.Request, in *instan
 		return
 	}
 	ws.SetReadLimit(-1)
-	s.wg.Add(1)
-	defer s.wg.Done()
 	h := in.hub(hub)
 	l := &link{
 		in: in, hub: h, cid: cid, serverID: serverID,

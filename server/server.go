@@ -25,7 +25,10 @@ type Server struct {
 	// ctx is cancelled when the server stops; connection goroutines derive from it.
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // connection goroutines
+	wg     sync.WaitGroup // connection goroutines and transport handlers
+
+	wgMu     sync.Mutex
+	stopping bool // no new handler may be tracked once stop began
 }
 
 // New validates cfg and builds a server. It starts no goroutines until Serve or Run.
@@ -55,7 +58,7 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Handler is the HTTP handler serving clients, app servers and the REST API.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveTracked) }
 
 // instanceFor picks the tenant by Host header; nil when no instance claims the host.
 func (s *Server) instanceFor(r *http.Request) *instance {
@@ -68,7 +71,7 @@ func (s *Server) instanceFor(r *http.Request) *instance {
 // Serve serves on l until ctx ends, then shuts down gracefully.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	hs := &http.Server{
-		Handler:           s.mux,
+		Handler:           http.HandlerFunc(s.serveTracked),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -106,7 +109,23 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 // stop cancels every connection and waits for their goroutines.
 func (s *Server) stop() {
 	s.cancel()
+	s.wgMu.Lock()
+	s.stopping = true
+	s.wgMu.Unlock()
 	s.wg.Wait()
+}
+
+// track counts a transport handler as a connection owner so stop waits for it; it reports false
+// once the server is stopping. Everything a tracked handler starts with goConn is covered too
+// (the group's counter is above zero, so Add never races with Wait).
+func (s *Server) track() bool {
+	s.wgMu.Lock()
+	defer s.wgMu.Unlock()
+	if s.stopping {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 // Run listens on cfg.Listen and serves until ctx ends. ready, when non-nil, receives the bound
@@ -122,7 +141,18 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	return s.Serve(ctx, l)
 }
 
-// go runs f as a connection goroutine owned by the server.
+// serveTracked serves a request as a tracked owner of whatever connection it opens or touches.
+func (s *Server) serveTracked(w http.ResponseWriter, r *http.Request) {
+	if !s.track() {
+		http.Error(w, "The service is shutting down.", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.wg.Done()
+	s.mux.ServeHTTP(w, r)
+}
+
+// goConn runs f as a connection goroutine owned by the server. Callers are tracked handlers or
+// goroutines started by them.
 func (s *Server) goConn(f func()) {
 	s.wg.Add(1)
 	go func() {
