@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/signalrd/signalrd/auth"
 	"github.com/signalrd/signalrd/protocol"
 	"github.com/signalrd/signalrd/protocol/hubproto"
@@ -52,6 +54,9 @@ type client struct {
 	protocol string // lower-case
 	codec    hubproto.Codec
 	binary   atomic.Bool // frames go out as binary WebSocket messages
+	// openGauge is the connections gauge counting this client once its handshake completed
+	// (set under inMu; finish reads it after waiting for inMu).
+	openGauge prometheus.Gauge
 
 	link       atomic.Pointer[link] // the app-server socket carrying this client
 	serverless atomic.Bool          // the service itself answers this client (no app server)
@@ -196,12 +201,13 @@ func (c *client) finish(kind, reason string) {
 		c.in.forget(c)
 		c.hub.conn.Remove(c)
 		c.in.failInvocationsOf(c)
+		if c.openGauge != nil {
+			c.openGauge.Dec()
+		}
 		if c.serverless.Load() {
-			m.clients.WithLabelValues(c.in.name, c.protocol).Dec()
 			c.serverlessClosed(reason)
 		}
 		if l := c.link.Load(); l != nil {
-			m.clients.WithLabelValues(c.in.name, c.protocol).Dec()
 			l.unbind(c)
 			c.hub.released(l)
 			if !c.appClosed.Load() {

@@ -144,5 +144,7 @@ func (c *client) writePoll(w http.ResponseWriter, frames [][]byte) {
 	clear(frames)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
+	if _, err := w.Write(body); err == nil {
+		c.in.met.toClient.add(len(frames), n)
+	}
 }

@@ -69,6 +69,8 @@ func (c *client) receive(p []byte) error {
 	if c.done() {
 		return errClientGone
 	}
+	msgs := 0
+	defer func() { c.in.met.fromClient.add(msgs, len(p)) }()
 	c.split.Write(p)
 	if !c.handshaken {
 		_, frame, err := c.split.Next()
@@ -93,6 +95,7 @@ func (c *client) receive(p []byte) error {
 			c.closeWith(closeReasonTooLarge, reasonTooLarge, false)
 			return err
 		}
+		msgs++
 		if c.st.enabled {
 			forward, err := c.filterInbound(msg)
 			if err != nil {
@@ -177,7 +180,7 @@ func (c *client) handshake(frame []byte) error {
 	c.link.Store(l)
 	l.bind(c)
 	c.hub.conn.Add(c)
-	c.in.srv.metrics.clients.WithLabelValues(c.in.name, c.protocol).Inc()
+	c.openGauge = c.in.srv.metrics.clientOpened(c.in.name, c.transport, c.protocol)
 	open := svcproto.OpenConnection{
 		ConnectionID: c.id,
 		Claims:       toSvcClaims(auth.OpenConnectionClaims(c.auth)),

@@ -46,7 +46,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *client, tok
 		case <-ctx.Done():
 		}
 	}()
-	err := transport.Pump(ctx, c.out, &sseWriter{w: w, rc: rc}, c.pumpOptions())
+	err := transport.Pump(ctx, c.out, c.in.met.toClient.counting(&sseWriter{w: w, rc: rc}), c.pumpOptions())
 	kind, reason := c.closeKindOr(closeReasonClient), ""
 	switch {
 	case errors.Is(err, transport.ErrOverrun):

@@ -69,7 +69,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *clien
 	pumpDone := make(chan struct{})
 	s.goConn(func() {
 		defer close(pumpDone)
-		err := transport.Pump(actx, c.out, &wsClientWriter{c: c, ws: ws}, c.pumpOptions())
+		err := transport.Pump(actx, c.out, c.in.met.toClient.counting(&wsClientWriter{c: c, ws: ws}), c.pumpOptions())
 		// Closing here unblocks the reader when the service or the app ends the connection.
 		switch {
 		case errors.Is(err, transport.ErrOverrun):

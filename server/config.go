@@ -27,6 +27,11 @@ type Config struct {
 	Logger *slog.Logger
 	// ShutdownTimeout bounds the graceful part of shutdown. Default 10 s.
 	ShutdownTimeout time.Duration
+	// AdminListen is the address of the admin listener (/metrics, /healthz, /readyz, and
+	// /debug/pprof/ with EnablePprof). Empty: no admin listener.
+	AdminListen string
+	// EnablePprof serves net/http/pprof under /debug/pprof/ on the admin listener.
+	EnablePprof bool
 }
 
 // InstanceConfig is one tenant: an Azure SignalR resource.
@@ -258,6 +263,9 @@ func (c Config) Validate() error {
 			s.ClientTimeout < 0 || s.MaxPollInterval < 0 || s.PollTimeout < 0 {
 			errs = append(errs, fmt.Errorf("%s (%s): durations must not be negative", label, in.Name))
 		}
+	}
+	if c.EnablePprof && c.AdminListen == "" {
+		errs = append(errs, errors.New("pprof is served on the admin listener: set an admin listen address"))
 	}
 	if defaults > 1 {
 		errs = append(errs, errors.New("instances: at most one instance may be the default"))

@@ -31,6 +31,7 @@ type instance struct {
 
 	keys     []string
 	upstream *upstream.Client // nil without upstream settings
+	met      *instanceMetrics
 }
 
 func newInstance(s *Server, ic InstanceConfig, st Settings) (*instance, error) {
@@ -65,6 +66,7 @@ func newInstance(s *Server, ic InstanceConfig, st Settings) (*instance, error) {
 		}
 		in.upstream = up
 	}
+	in.met = s.metrics.forInstance(ic.Name, in.upstream)
 	return in, nil
 }
 

@@ -213,7 +213,7 @@ func (s *Server) runLink(l *link, ws *websocket.Conn) {
 	pumpDone := make(chan struct{})
 	s.goConn(func() {
 		defer close(pumpDone)
-		err := transport.Pump(l.ctx, l.out, &transport.WSWriter{Conn: ws, Type: websocket.MessageBinary},
+		err := transport.Pump(l.ctx, l.out, in.met.toServer.counting(&transport.WSWriter{Conn: ws, Type: websocket.MessageBinary}),
 			transport.PumpOptions{KeepAlive: in.settings.ServerKeepAlive, KeepAliveFrame: keepAlive})
 		if err != nil && !errors.Is(err, context.Canceled) {
 			l.log.Info("app server write failed", "err", err)
@@ -222,7 +222,7 @@ func (s *Server) runLink(l *link, ws *websocket.Conn) {
 	})
 	s.goConn(func() { l.watchdog(ws) })
 
-	msgs, bytes := in.srv.metrics.messagesIn.WithLabelValues(in.name, "server"), in.srv.metrics.bytesIn.WithLabelValues(in.name, "server")
+	msgs, bytes := in.met.fromServer.msgs, in.met.fromServer.bytes
 	err = readStream(l.ctx, ws, func(p []byte) error {
 		l.lastRead.Store(time.Now().UnixNano())
 		bytes.Add(float64(len(p)))

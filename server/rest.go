@@ -163,11 +163,16 @@ func connGroupMethods() map[string]restHandler {
 func (s *Server) restRoutes(mux *http.ServeMux) {
 	routes := hubRoutes()
 	mux.HandleFunc("/api/", s.withInstance(func(w http.ResponseWriter, r *http.Request, in *instance) {
-		serveREST(w, r, in, routes)
+		rec := &statusRecorder{ResponseWriter: w}
+		op := restOpUnmatched
+		serveREST(rec, r, in, routes, &op)
+		s.metrics.countREST(in.name, op, rec.code())
 	}))
 }
 
-func serveREST(w http.ResponseWriter, r *http.Request, in *instance, routes []restRoute) {
+// serveREST serves one request; *op is set to the operation's metric label once a route and
+// method matched (it stays unmatched otherwise).
+func serveREST(w http.ResponseWriter, r *http.Request, in *instance, routes []restRoute, op *string) {
 	if headerBytes(r.Header) > restMaxHeader {
 		restError(w, r, http.StatusRequestHeaderFieldsTooLarge, codeHeadersTooLarge, "Request headers must not exceed 16 KB.", "")
 		return
@@ -185,8 +190,10 @@ func serveREST(w http.ResponseWriter, r *http.Request, in *instance, routes []re
 	switch {
 	case len(segs) == 2 && strings.EqualFold(segs[0], "auth") && strings.EqualFold(segs[1], "accessKey"):
 		if !allowMethods(w, r, "GET") {
+			*op = restOpMethodNotAllowed
 			return
 		}
+		*op = "GET /auth/accessKey"
 		tok, ok := restAuth(w, r, in, "")
 		if !ok {
 			return
@@ -201,9 +208,10 @@ func serveREST(w http.ResponseWriter, r *http.Request, in *instance, routes []re
 	hub, rest := segs[1], segs[2:]
 	q := &restReq{w: w, r: r, in: in, v1: v1}
 	var methods map[string]restHandler
+	var routeSegs []string
 	for _, rt := range routes {
 		if q.match(rt.segs, rest) {
-			methods = rt.methods
+			methods, routeSegs = rt.methods, rt.segs
 			break
 		}
 	}
@@ -220,8 +228,10 @@ func serveREST(w http.ResponseWriter, r *http.Request, in *instance, routes []re
 			}
 		}
 		allowMethods(w, r, allow...)
+		*op = restOpMethodNotAllowed
 		return
 	}
+	*op = restOperation(r.Method, routeSegs)
 	app := r.URL.Query().Get("application")
 	tok, ok := restAuth(w, r, in, auth.HubID(app, hub))
 	if !ok {

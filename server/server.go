@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,6 +30,10 @@ type Server struct {
 
 	wgMu     sync.Mutex
 	stopping bool // no new handler may be tracked once stop began
+
+	shuttingDown atomic.Bool // Serve's shutdown began: /readyz answers 503
+	adminMu      sync.Mutex
+	adminL       net.Listener // bound by ListenAdmin or Serve; nil without AdminListen
 }
 
 // New validates cfg and builds a server. It starts no goroutines until Serve or Run.
@@ -77,6 +82,12 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
+	admin, err := s.startAdmin()
+	if err != nil {
+		l.Close()
+		s.stop()
+		return err
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	for _, in := range s.instances {
@@ -87,10 +98,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	select {
 	case err := <-errc:
+		s.shuttingDown.Store(true)
 		s.stop()
+		admin.close()
 		return fmt.Errorf("server: serve: %w", err)
 	case <-ctx.Done():
 	}
+	s.shuttingDown.Store(true)
 	s.log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -98,8 +112,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	for _, in := range s.instances {
 		in.closeAll("Service is shutting down.")
 	}
-	err := hs.Shutdown(sctx)
+	err = hs.Shutdown(sctx)
 	s.stop()
+	// The admin listener goes last, so probes and scrapes see the whole drain.
+	admin.shutdown(sctx)
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("server: shutdown: %w", err)
 	}
@@ -134,6 +150,10 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	l, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("server: listen: %w", err)
+	}
+	if _, err := s.ListenAdmin(); err != nil {
+		l.Close()
+		return err
 	}
 	if ready != nil {
 		ready(l.Addr())

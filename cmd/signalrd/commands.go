@@ -30,6 +30,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	})
 	// Plain `signalrd` serves, like `signalrd serve`.
 	bindCommonFlags(root.Flags())
+	bindServeFlags(root.Flags())
 	root.RunE = serve.RunE
 	return root
 }
@@ -66,10 +67,14 @@ func newServeCmd(stdout, stderr io.Writer) *cobra.Command {
 				if key == server.DevAccessKey {
 					fmt.Fprintln(stdout, "(built-in development key: for local use only)")
 				}
+				if a := srv.AdminAddr(); a != nil {
+					fmt.Fprintf(stdout, "Admin endpoints (/metrics, /healthz, /readyz) on http://%s\n", a)
+				}
 			})
 		},
 	}
 	bindCommonFlags(cmd.Flags())
+	bindServeFlags(cmd.Flags())
 	return cmd
 }
 

@@ -22,6 +22,8 @@ type fileConfig struct {
 	AllowDevKey     bool           `mapstructure:"allow-dev-key"`
 	LogLevel        string         `mapstructure:"log-level"`
 	ShutdownTimeout time.Duration  `mapstructure:"shutdown-timeout"`
+	AdminListen     string         `mapstructure:"admin-listen"`
+	Pprof           bool           `mapstructure:"pprof"`
 	Defaults        fileSettings   `mapstructure:"defaults"`
 	Instances       []fileInstance `mapstructure:"instances"`
 }
@@ -89,6 +91,12 @@ func bindCommonFlags(fs *pflag.FlagSet) {
 	fs.String("upstream-file", "", "upstream webhook settings file (see `signalrd upstream init`)")
 }
 
+// bindServeFlags declares the flags only a serving command needs.
+func bindServeFlags(fs *pflag.FlagSet) {
+	fs.String("admin-listen", "", "address of the admin listener: /metrics, /healthz, /readyz (default: none)")
+	fs.Bool("pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin listener")
+}
+
 // loadConfig merges defaults, the config file, SIGNALRD_* environment variables and flags.
 func loadConfig(fs *pflag.FlagSet) (fileConfig, error) {
 	v := viper.New()
@@ -101,6 +109,7 @@ func loadConfig(fs *pflag.FlagSet) (fileConfig, error) {
 	bind := map[string]string{
 		"listen": "listen", "access-key": "access-key", "endpoint": "endpoint", "allow-dev-key": "allow-dev-key",
 		"log-level": "log-level", "mode": "defaults.mode", "upstream-file": "defaults.upstream-file",
+		"admin-listen": "admin-listen", "pprof": "pprof",
 	}
 	for flag, key := range bind {
 		if f := fs.Lookup(flag); f != nil {
@@ -139,6 +148,8 @@ func (fc fileConfig) toServerConfig(log *slog.Logger) (server.Config, error) {
 		Defaults:                fc.Defaults.toServer(),
 		Logger:                  log,
 		ShutdownTimeout:         fc.ShutdownTimeout,
+		AdminListen:             fc.AdminListen,
+		EnablePprof:             fc.Pprof,
 	}
 	for _, in := range fc.Instances {
 		cfg.Instances = append(cfg.Instances, server.InstanceConfig{

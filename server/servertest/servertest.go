@@ -2,10 +2,12 @@ package servertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,10 +17,30 @@ import (
 
 // Instance is a running test server.
 type Instance struct {
-	Server *server.Server
-	Addr   string // host:port
-	URL    string // http://127.0.0.1:port
-	Key    string // primary key of the default instance
+	Server   *server.Server
+	Addr     string // host:port
+	URL      string // http://127.0.0.1:port
+	Key      string // primary key of the default instance
+	AdminURL string // http://127.0.0.1:port of the admin listener; "" unless cfg.AdminListen was set
+
+	cancel   context.CancelFunc
+	done     chan error
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Stop shuts the server down gracefully and returns Serve's result. It is idempotent and safe to
+// call from any goroutine; t.Cleanup calls it too.
+func (i *Instance) Stop() error {
+	i.stopOnce.Do(func() {
+		i.cancel()
+		select {
+		case i.stopErr = <-i.done:
+		case <-time.After(30 * time.Second):
+			i.stopErr = errors.New("servertest: server did not stop within 30s")
+		}
+	})
+	return i.stopErr
 }
 
 // ConnectionString is the string an app server uses to reach this instance.
@@ -29,17 +51,29 @@ func (i *Instance) ConnectionString() string {
 	return auth.FormatConnectionString("http://127.0.0.1", p, i.Key)
 }
 
-// Start runs a server with cfg (Listen is replaced by 127.0.0.1:0) until the test ends.
-// Set SIGNALRD_TEST_LOG=1 to see the server's logs.
+// Start runs a server with cfg (Listen is replaced by 127.0.0.1:0) until the test ends. A
+// non-empty cfg.AdminListen (any value, e.g. "on") starts the admin listener on 127.0.0.1:0 too,
+// at AdminURL. Set SIGNALRD_TEST_LOG=1 to see the server's logs.
 func Start(t testing.TB, cfg server.Config) *Instance {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
+	if cfg.AdminListen != "" {
+		cfg.AdminListen = "127.0.0.1:0"
+	}
 	if cfg.Logger == nil && os.Getenv("SIGNALRD_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatalf("servertest: %v", err)
+	}
+	adminURL := ""
+	if cfg.AdminListen != "" {
+		a, err := srv.ListenAdmin()
+		if err != nil {
+			t.Fatalf("servertest: %v", err)
+		}
+		adminURL = "http://" + a.String()
 	}
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -48,21 +82,16 @@ func Start(t testing.TB, cfg server.Config) *Instance {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, l) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("servertest: serve: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("servertest: server did not stop within 30s")
-		}
-	})
 	key := server.DevAccessKey
 	if len(cfg.Instances) > 0 && cfg.Instances[0].PrimaryKey != "" {
 		key = cfg.Instances[0].PrimaryKey
 	}
 	addr := l.Addr().String()
-	return &Instance{Server: srv, Addr: addr, URL: "http://" + addr, Key: key}
+	inst := &Instance{Server: srv, Addr: addr, URL: "http://" + addr, Key: key, AdminURL: adminURL, cancel: cancel, done: done}
+	t.Cleanup(func() {
+		if err := inst.Stop(); err != nil {
+			t.Errorf("servertest: serve: %v", err)
+		}
+	})
+	return inst
 }
