@@ -91,8 +91,12 @@ depcheck: ## check the package import rules of docs/architecture.md
 	$(GO) run ./cmd/depcheck
 
 .PHONY: bench
-bench: ## run the Go micro-benchmarks
-	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s ./protocol/... ./router/ ./transport/ ./storage/ ./server/...
+bench: ## Go micro-benchmarks + the standard load suite (~3 min); writes docs/PERFORMANCE.md
+	@mkdir -p bin
+	set -o pipefail; $(GO) test -run=NONE -bench=. -benchmem -benchtime=$${BENCHTIME:-1s} ./protocol/... ./router/ ./transport/ ./storage/ | tee bin/gobench.txt
+	$(GO) build -o $(BIN) ./cmd/signalrd
+	$(GO) build -o bin/signalrd-bench ./cmd/signalrd-bench
+	./bin/signalrd-bench --suite --service-bin $(BIN) --gobench bin/gobench.txt --out docs/PERFORMANCE.md
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target briefly (FUZZTIME=10s)
