@@ -10,6 +10,9 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JS_DIR := e2e/js
 TEST_TIMEOUT ?= 15m
+# Stamped into `signalrd version` by `make image` (and `make build`).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE ?= signalrd:$(VERSION)
 
 .DEFAULT_GOAL := help
 
@@ -19,14 +22,18 @@ help: ## list the targets
 
 .PHONY: build
 build: ## build bin/signalrd
-	$(GO) build -o $(BIN) ./cmd/signalrd
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/signalrd
+
+.PHONY: image
+image: ## docker build the image (needs a Docker engine; untested here, see docs/deploy/README.md)
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 .PHONY: run
 run: ## run signalrd in memory on localhost:8888 and print its connection string
 	$(GO) run ./cmd/signalrd serve $(ARGS)
 
 .PHONY: deps
-deps: deps-go deps-js deps-browser deps-redis ## install everything the tests need
+deps: deps-go deps-js deps-browser deps-redis deps-nginx ## install everything the tests need
 
 .PHONY: deps-go
 deps-go:
@@ -59,6 +66,17 @@ deps-redis: ## install Debian's redis-server (with redis-cli) for the storage an
 	  echo "installing redis-server (Debian package, brings redis-cli) for the storage tests"; \
 	  $(SUDO) apt-get update && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; \
+	fi
+
+.PHONY: deps-nginx
+deps-nginx: ## install Debian's nginx for the reverse-proxy tests (when nginx is not on PATH)
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "nginx not on PATH and no apt-get: install nginx (>= 1.18) and retry"; exit 1; \
+	  fi; \
+	  echo "installing nginx (Debian package) for the reverse-proxy tests"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx-light; \
 	fi
 
 .PHONY: demo

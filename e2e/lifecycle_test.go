@@ -783,9 +783,3 @@ func TestLifecycleServerKilled(t *testing.T) {
 	})
 	_ = victim.srv.Close()
 }
-
-// kill stops accepting and resets every proxied connection: the process behind it is gone.
-func (p *tcpProxy) kill() {
-	_ = p.l.Close()
-	p.Cut()
-}

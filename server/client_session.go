@@ -21,7 +21,7 @@ func (c *client) start(transportName string, tok *auth.Token, r *http.Request) {
 	c.transport = transportName
 	c.auth = tok
 	c.expiresAt.Store(0)
-	c.startReq = requestInfo{headers: forwardHeaders(r), query: forwardQuery(r)}
+	c.startReq = requestInfo{headers: forwardHeaders(r, c.in.srv.forwardedFor(r)), query: forwardQuery(r)}
 	timeout := c.handshakeTimeout()
 	c.in.srv.goConn(func() {
 		t := time.NewTimer(timeout)
@@ -202,8 +202,8 @@ func (c *client) handshake(frame []byte) error {
 const stickyGoneText = "The app server this client must use (sticky mode Required) is not connected to the service."
 
 // forwardHeaders are the client's request headers for OpenConnection, minus credentials, plus
-// X-Forwarded-For with the client address as Azure adds it.
-func forwardHeaders(r *http.Request) svcproto.Headers {
+// X-Forwarded-For (xff: the client address as Azure adds it, see Server.forwardedFor).
+func forwardHeaders(r *http.Request, xff string) svcproto.Headers {
 	out := make(svcproto.Headers, 0, len(r.Header)+1)
 	for name, vals := range r.Header {
 		switch strings.ToLower(name) {
@@ -211,10 +211,6 @@ func forwardHeaders(r *http.Request) svcproto.Headers {
 			continue
 		}
 		out = append(out, svcproto.Header{Name: name, Values: vals})
-	}
-	xff := clientIP(r.RemoteAddr)
-	if prev := r.Header.Get("X-Forwarded-For"); prev != "" {
-		xff = prev + ", " + xff
 	}
 	return append(out, svcproto.Header{Name: "X-Forwarded-For", Values: []string{xff}})
 }

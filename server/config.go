@@ -32,6 +32,13 @@ type Config struct {
 	AdminListen string
 	// EnablePprof serves net/http/pprof under /debug/pprof/ on the admin listener.
 	EnablePprof bool
+	// TrustedProxies are the reverse proxies (CIDRs or IPs) whose X-Forwarded-For, -Host and
+	// -Proto headers are honoured (proxy.go). Empty: trust none, the instance is chosen by Host.
+	TrustedProxies []string
+	// TLSCertFile and TLSKeyFile (PEM; both or neither) make the service listener serve HTTPS.
+	// The files are re-read when they change (see tls.go). The admin listener stays plain HTTP.
+	TLSCertFile string
+	TLSKeyFile  string
 }
 
 // InstanceConfig is one tenant: an Azure SignalR resource.
@@ -49,6 +56,10 @@ type InstanceConfig struct {
 	SecondaryKey string
 	// Settings override Config.Defaults for this instance.
 	Settings Settings
+	// Network is the instance's network access control (acl.go). It is per instance, not a
+	// Setting, because like Azure's networkACLs it belongs to the resource: merging allow lists
+	// field by field with defaults could silently widen or narrow a tenant's access.
+	Network NetworkACL
 }
 
 // Service modes, as Azure names them.
@@ -263,7 +274,11 @@ func (c Config) Validate() error {
 			s.ClientTimeout < 0 || s.MaxPollInterval < 0 || s.PollTimeout < 0 {
 			errs = append(errs, fmt.Errorf("%s (%s): durations must not be negative", label, in.Name))
 		}
+		errs = append(errs, validateACL(fmt.Sprintf("%s (%s)", label, in.Name), in.Network)...)
 	}
+	errs = append(errs, validateTLS(c.TLSCertFile, c.TLSKeyFile)...)
+	_, proxyErrs := parseTrustedProxies(c.TrustedProxies)
+	errs = append(errs, proxyErrs...)
 	if c.EnablePprof && c.AdminListen == "" {
 		errs = append(errs, errors.New("pprof is served on the admin listener: set an admin listen address"))
 	}

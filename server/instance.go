@@ -32,6 +32,7 @@ type instance struct {
 	keys     []string
 	upstream *upstream.Client // nil without upstream settings
 	met      *instanceMetrics
+	acl      *acl // network access control, read-only
 }
 
 func newInstance(s *Server, ic InstanceConfig, st Settings) (*instance, error) {
@@ -54,6 +55,7 @@ func newInstance(s *Server, ic InstanceConfig, st Settings) (*instance, error) {
 
 		invocations: map[string]*pendingInvocation{},
 		keys:        keys,
+		acl:         compileACL(ic.Network),
 	}
 	if st.UpstreamFile != "" {
 		up, err := upstream.New(upstream.Options{

@@ -388,22 +388,6 @@ func (q *restReq) mediaType() string {
 	return strings.ToLower(strings.TrimSpace(ct))
 }
 
-// requestScheme is https for TLS requests or when a proxy says so, else http.
-func requestScheme(r *http.Request) string {
-	if r.TLS != nil {
-		return "https"
-	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
-		if i := strings.IndexByte(p, ','); i >= 0 {
-			p = p[:i]
-		}
-		if strings.EqualFold(strings.TrimSpace(p), "https") {
-			return "https"
-		}
-	}
-	return "http"
-}
-
 // restAccessKey answers GET /api[/v1]/auth/accessKey with the key that verified the token, as
 // the server SDK expects after Entra ID authentication (§6.2).
 func restAccessKey(w http.ResponseWriter, r *http.Request, in *instance, tok *auth.Token) {

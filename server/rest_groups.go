@@ -133,7 +133,7 @@ func restListGroup(q *restReq) {
 			next[k] = v
 		}
 		next.Set("continuationToken", formatContinuation(n, page.Value[len(page.Value)-1].ConnectionID))
-		page.NextLink = requestScheme(q.r) + "://" + q.r.Host + q.r.URL.EscapedPath() + "?" + next.Encode()
+		page.NextLink = q.in.srv.requestScheme(q.r) + "://" + q.in.srv.requestHost(q.r) + q.r.URL.EscapedPath() + "?" + next.Encode()
 	}
 	writeJSON(q.w, http.StatusOK, page)
 }

@@ -232,7 +232,7 @@ func restGenerateToken(q *restReq) {
 	if u := qs.Get("userId"); u != "" {
 		claims = auth.ClientClaims(u, []auth.Claim{{Type: auth.ClaimNameID, Value: u}}, auth.ClientClaimOptions{})
 	}
-	aud := requestScheme(q.r) + "://" + hostOnly(q.r.Host) + "/client/?hub=" + q.hub
+	aud := q.in.srv.requestScheme(q.r) + "://" + hostOnly(q.in.srv.requestHost(q.r)) + "/client/?hub=" + q.hub
 	tok, err := auth.IssueToken(q.in.verifier.Keys[q.tok.KeyIndex], auth.IssueOptions{
 		Audience: aud,
 		Lifetime: time.Duration(minutes) * time.Minute,

@@ -34,6 +34,8 @@ type Server struct {
 	shuttingDown atomic.Bool // Serve's shutdown began: /readyz answers 503
 	adminMu      sync.Mutex
 	adminL       net.Listener // bound by ListenAdmin or Serve; nil without AdminListen
+	certs        *certReloader // nil without TLS
+	proxies      proxyTrust    // Config.TrustedProxies, parsed
 }
 
 // New validates cfg and builds a server. It starts no goroutines until Serve or Run.
@@ -44,6 +46,15 @@ func New(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: cfg.Logger, byHost: map[string]*instance{}, ctx: ctx, cancel: cancel, metrics: newMetrics()}
+	s.proxies, _ = parseTrustedProxies(cfg.TrustedProxies) // Validate refused bad entries
+	if cfg.TLSCertFile != "" {
+		certs, err := newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.Logger)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		s.certs = certs
+	}
 	for _, ic := range cfg.Instances {
 		in, err := newInstance(s, ic, cfg.Defaults.merged(ic.Settings))
 		if err != nil {
@@ -65,9 +76,10 @@ func New(cfg Config) (*Server, error) {
 // Handler is the HTTP handler serving clients, app servers and the REST API.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveTracked) }
 
-// instanceFor picks the tenant by Host header; nil when no instance claims the host.
+// instanceFor picks the tenant by Host header (X-Forwarded-Host from a trusted proxy); nil when
+// no instance claims the host.
 func (s *Server) instanceFor(r *http.Request) *instance {
-	if in, ok := s.byHost[normalizeHost(r.Host)]; ok {
+	if in, ok := s.byHost[normalizeHost(s.requestHost(r))]; ok {
 		return in
 	}
 	return s.fallback
@@ -82,6 +94,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
+	s.configureTLS(hs) // no WriteTimeout/ReadTimeout: see tls.go
 	admin, err := s.startAdmin()
 	if err != nil {
 		l.Close()
@@ -89,7 +102,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		return err
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(l) }()
+	go func() { errc <- s.serveHTTP(hs, l) }()
 	for _, in := range s.instances {
 		s.goConn(func() { in.housekeeping(s.ctx) })
 		if in.upstream != nil {
@@ -202,7 +215,10 @@ func (s *Server) withInstance(h func(http.ResponseWriter, *http.Request, *instan
 	return func(w http.ResponseWriter, r *http.Request) {
 		in := s.instanceFor(r)
 		if in == nil {
-			http.Error(w, fmt.Sprintf("No SignalR instance serves host '%s'.", hostOnly(r.Host)), http.StatusNotFound)
+			http.Error(w, fmt.Sprintf("No SignalR instance serves host '%s'.", hostOnly(s.requestHost(r))), http.StatusNotFound)
+			return
+		}
+		if !in.admit(w, r, requestTypeOf(r.URL.Path)) {
 			return
 		}
 		h(w, r, in)

@@ -24,6 +24,7 @@ type fileConfig struct {
 	ShutdownTimeout time.Duration  `mapstructure:"shutdown-timeout"`
 	AdminListen     string         `mapstructure:"admin-listen"`
 	Pprof           bool           `mapstructure:"pprof"`
+	TrustedProxies  []string       `mapstructure:"trusted-proxies"`
 	Defaults        fileSettings   `mapstructure:"defaults"`
 	Instances       []fileInstance `mapstructure:"instances"`
 }
@@ -95,6 +96,7 @@ func bindCommonFlags(fs *pflag.FlagSet) {
 func bindServeFlags(fs *pflag.FlagSet) {
 	fs.String("admin-listen", "", "address of the admin listener: /metrics, /healthz, /readyz (default: none)")
 	fs.Bool("pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin listener")
+	fs.StringSlice("trusted-proxies", nil, "reverse proxies (CIDRs or IPs, comma-separated) whose X-Forwarded-For/-Host/-Proto are honoured (default: none)")
 }
 
 // loadConfig merges defaults, the config file, SIGNALRD_* environment variables and flags.
@@ -109,7 +111,7 @@ func loadConfig(fs *pflag.FlagSet) (fileConfig, error) {
 	bind := map[string]string{
 		"listen": "listen", "access-key": "access-key", "endpoint": "endpoint", "allow-dev-key": "allow-dev-key",
 		"log-level": "log-level", "mode": "defaults.mode", "upstream-file": "defaults.upstream-file",
-		"admin-listen": "admin-listen", "pprof": "pprof",
+		"admin-listen": "admin-listen", "pprof": "pprof", "trusted-proxies": "trusted-proxies",
 	}
 	for flag, key := range bind {
 		if f := fs.Lookup(flag); f != nil {
@@ -150,6 +152,7 @@ func (fc fileConfig) toServerConfig(log *slog.Logger) (server.Config, error) {
 		ShutdownTimeout:         fc.ShutdownTimeout,
 		AdminListen:             fc.AdminListen,
 		EnablePprof:             fc.Pprof,
+		TrustedProxies:          fc.TrustedProxies,
 	}
 	for _, in := range fc.Instances {
 		cfg.Instances = append(cfg.Instances, server.InstanceConfig{

@@ -19,7 +19,7 @@ import (
 type Instance struct {
 	Server   *server.Server
 	Addr     string // host:port
-	URL      string // http://127.0.0.1:port
+	URL      string // http://127.0.0.1:port (https:// when cfg.TLSCertFile is set)
 	Key      string // primary key of the default instance
 	AdminURL string // http://127.0.0.1:port of the admin listener; "" unless cfg.AdminListen was set
 
@@ -48,7 +48,11 @@ func (i *Instance) ConnectionString() string {
 	_, port, _ := net.SplitHostPort(i.Addr)
 	var p int
 	fmt.Sscanf(port, "%d", &p)
-	return auth.FormatConnectionString("http://127.0.0.1", p, i.Key)
+	scheme := "http"
+	if i.Server.TLSEnabled() {
+		scheme = "https"
+	}
+	return auth.FormatConnectionString(scheme+"://127.0.0.1", p, i.Key)
 }
 
 // Start runs a server with cfg (Listen is replaced by 127.0.0.1:0) until the test ends. A
@@ -87,7 +91,11 @@ func Start(t testing.TB, cfg server.Config) *Instance {
 		key = cfg.Instances[0].PrimaryKey
 	}
 	addr := l.Addr().String()
-	inst := &Instance{Server: srv, Addr: addr, URL: "http://" + addr, Key: key, AdminURL: adminURL, cancel: cancel, done: done}
+	scheme := "http"
+	if srv.TLSEnabled() {
+		scheme = "https"
+	}
+	inst := &Instance{Server: srv, Addr: addr, URL: scheme + "://" + addr, Key: key, AdminURL: adminURL, cancel: cancel, done: done}
 	t.Cleanup(func() {
 		if err := inst.Stop(); err != nil {
 			t.Errorf("servertest: serve: %v", err)
