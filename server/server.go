@@ -33,7 +33,7 @@ type Server struct {
 
 	shuttingDown atomic.Bool // Serve's shutdown began: /readyz answers 503
 	adminMu      sync.Mutex
-	adminL       net.Listener // bound by ListenAdmin or Serve; nil without AdminListen
+	adminL       net.Listener  // bound by ListenAdmin or Serve; nil without AdminListen
 	certs        *certReloader // nil without TLS
 	proxies      proxyTrust    // Config.TrustedProxies, parsed
 }

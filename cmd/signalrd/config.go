@@ -25,6 +25,8 @@ type fileConfig struct {
 	AdminListen     string         `mapstructure:"admin-listen"`
 	Pprof           bool           `mapstructure:"pprof"`
 	TrustedProxies  []string       `mapstructure:"trusted-proxies"`
+	TLSCertFile     string         `mapstructure:"tls-cert-file"`
+	TLSKeyFile      string         `mapstructure:"tls-key-file"`
 	Defaults        fileSettings   `mapstructure:"defaults"`
 	Instances       []fileInstance `mapstructure:"instances"`
 }
@@ -36,6 +38,27 @@ type fileInstance struct {
 	PrimaryKey   string       `mapstructure:"primary-key"`
 	SecondaryKey string       `mapstructure:"secondary-key"`
 	Settings     fileSettings `mapstructure:"settings"`
+	Network      fileNetwork  `mapstructure:"network"`
+}
+
+// fileNetwork is an instance's network access control (server.NetworkACL): address ranges per
+// request type, Azure's request type names in kebab case.
+type fileNetwork struct {
+	PublicAccess     *bool    `mapstructure:"public-access"`
+	ClientConnection []string `mapstructure:"client-connection"`
+	ServerConnection []string `mapstructure:"server-connection"`
+	RESTAPI          []string `mapstructure:"rest-api"`
+	Trace            []string `mapstructure:"trace"`
+}
+
+func (n fileNetwork) toServer() server.NetworkACL {
+	return server.NetworkACL{
+		PublicAccess:     n.PublicAccess,
+		ClientConnection: server.NetworkRule{Allow: n.ClientConnection},
+		ServerConnection: server.NetworkRule{Allow: n.ServerConnection},
+		RESTAPI:          server.NetworkRule{Allow: n.RESTAPI},
+		Trace:            server.NetworkRule{Allow: n.Trace},
+	}
 }
 
 type fileSettings struct {
@@ -85,11 +108,14 @@ func bindCommonFlags(fs *pflag.FlagSet) {
 	fs.String("config", "", "YAML config file (see docs/config.md)")
 	fs.String("listen", "localhost:8888", "address to listen on (host:port)")
 	fs.String("access-key", "", "access key of the default instance (default: the built-in development key)")
-	fs.String("endpoint", "", "Endpoint printed in the connection string (default http://<listen host>)")
+	fs.String("endpoint", "", "Endpoint printed in the connection string (default http://<listen host>, https:// with TLS)")
 	fs.Bool("allow-dev-key", false, "allow the built-in development key on a non-loopback address")
 	fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.String("mode", "", "service mode of every instance: Default, Serverless or Auto (default Auto)")
-	fs.String("upstream-file", "", "upstream webhook settings file (see `signalrd upstream init`)")
+	fs.String("upstream-file", "", "upstream webhook settings file (see: signalrd upstream init)")
+	// Common, not serve-only: connstr and token print the https Endpoint serve would.
+	fs.String("tls-cert-file", "", "PEM certificate (chain) file: serve HTTPS; reloaded when it changes (needs --tls-key-file)")
+	fs.String("tls-key-file", "", "PEM private key file of --tls-cert-file")
 }
 
 // bindServeFlags declares the flags only a serving command needs.
@@ -112,6 +138,7 @@ func loadConfig(fs *pflag.FlagSet) (fileConfig, error) {
 		"listen": "listen", "access-key": "access-key", "endpoint": "endpoint", "allow-dev-key": "allow-dev-key",
 		"log-level": "log-level", "mode": "defaults.mode", "upstream-file": "defaults.upstream-file",
 		"admin-listen": "admin-listen", "pprof": "pprof", "trusted-proxies": "trusted-proxies",
+		"tls-cert-file": "tls-cert-file", "tls-key-file": "tls-key-file",
 	}
 	for flag, key := range bind {
 		if f := fs.Lookup(flag); f != nil {
@@ -153,11 +180,14 @@ func (fc fileConfig) toServerConfig(log *slog.Logger) (server.Config, error) {
 		AdminListen:             fc.AdminListen,
 		EnablePprof:             fc.Pprof,
 		TrustedProxies:          fc.TrustedProxies,
+		TLSCertFile:             fc.TLSCertFile,
+		TLSKeyFile:              fc.TLSKeyFile,
 	}
 	for _, in := range fc.Instances {
 		cfg.Instances = append(cfg.Instances, server.InstanceConfig{
 			Name: in.Name, Hosts: in.Hosts, Default: in.Default,
 			PrimaryKey: in.PrimaryKey, SecondaryKey: in.SecondaryKey, Settings: in.Settings.toServer(),
+			Network: in.Network.toServer(),
 		})
 	}
 	if fc.AccessKey != "" {
@@ -209,7 +239,11 @@ func publicEndpoint(fc fileConfig, addr string) (string, int) {
 	} else if ip != nil && ip.To4() == nil {
 		host = "[" + host + "]"
 	}
-	return "http://" + host, port
+	scheme := "http"
+	if fc.TLSCertFile != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + host, port
 }
 
 func newLogger(level string, w interface{ Write([]byte) (int, error) }) (*slog.Logger, error) {

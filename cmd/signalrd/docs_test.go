@@ -13,7 +13,7 @@ func TestConfigReferenceCoversEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []any{fileConfig{}, fileInstance{}, fileSettings{}} {
+	for _, v := range []any{fileConfig{}, fileInstance{}, fileSettings{}, fileNetwork{}} {
 		rt := reflect.TypeOf(v)
 		for i := range rt.NumField() {
 			key := rt.Field(i).Tag.Get("mapstructure")
