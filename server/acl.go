@@ -90,7 +90,6 @@ func validateACL(label string, n NetworkACL) []error {
 	return errs
 }
 
-
 // allows reports whether a client address may make a request of type typ. An unparsable address
 // is admitted only where no restriction applies.
 func (a *acl) allows(typ string, addr netip.Addr, addrOK bool) bool {
