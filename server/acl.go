@@ -150,7 +150,7 @@ func (in *instance) admit(w http.ResponseWriter, r *http.Request, typ string) bo
 // codeForbidden is the REST error code of a request the network ACL denies.
 const codeForbidden = "Error.Request.Forbidden"
 
-// admitTrace guards the (future) live-trace endpoints of the admin listener with the instance's
+// admitTrace guards the live-trace endpoints of the admin listener (trace_page.go) with the instance's
 // Trace rule; call it first thing in such a handler.
 func (in *instance) admitTrace(w http.ResponseWriter, r *http.Request) bool {
 	return in.admit(w, r, RequestTrace)

@@ -116,6 +116,7 @@ func (s *Server) adminRoutes() *http.ServeMux {
 		}
 		probeReply(w, http.StatusOK, "ready")
 	})
+	s.traceRoutes(mux) // only with Config.TraceToken
 	if s.cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -96,9 +96,9 @@ func newClient(in *instance, h *hubState, id, token string) *client {
 		hub:   h,
 		id:    id,
 		token: token,
-		out:   transport.NewOutbox(in.settings.OutboxBytes),
+		out:   transport.NewOutbox(in.settings().OutboxBytes),
 		log:   in.log.With("component", "client", "hub", h.id, "conn_id", id),
-		split: protocol.Splitter{Format: protocol.Text, Max: in.settings.MaxMessageSize},
+		split: protocol.Splitter{Format: protocol.Text, Max: in.settings().MaxMessageSize},
 	}
 	c.ctx, c.cancel = context.WithCancel(in.srv.ctx)
 	c.touch()
@@ -203,6 +203,7 @@ func (c *client) finish(kind, reason string) {
 		c.in.failInvocationsOf(c)
 		if c.openGauge != nil {
 			c.openGauge.Dec()
+			c.in.srv.traceClient(traceClientDisconnected, c, traceReason(kind, reason))
 		}
 		if c.serverless.Load() {
 			c.serverlessClosed(reason)
@@ -255,7 +256,7 @@ func (c *client) checkLiveness(now time.Time) {
 			return
 		}
 	case transportNameWebSockets, transportNameSSE:
-		if idle > c.in.settings.ClientTimeout {
+		if idle > c.in.settings().ClientTimeout {
 			c.closeWith(closeReasonTimeout, reasonClientTimeout, false)
 			return
 		}
@@ -275,7 +276,7 @@ func (c *client) maxPollInterval(tok *auth.Token) time.Duration {
 	if d, ok := tok.MaxPollInterval(); ok && d > 0 {
 		return d
 	}
-	return c.in.settings.MaxPollInterval
+	return c.in.settings().MaxPollInterval
 }
 
 // detached reports whether a stateful connection is waiting for its client to reconnect.

@@ -96,7 +96,7 @@ func (s *Server) clientSend(w http.ResponseWriter, r *http.Request, c *client, t
 		textError(w, http.StatusNotFound, "No Connection with that ID")
 		return
 	}
-	limit := int64(max(c.in.settings.MaxMessageSize, 1<<20)) * 2
+	limit := int64(max(c.in.settings().MaxMessageSize, 1<<20)) * 2
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooLarge *http.MaxBytesError

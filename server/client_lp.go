@@ -89,7 +89,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *client
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	timer := time.NewTimer(c.in.settings.PollTimeout)
+	timer := time.NewTimer(c.in.settings().PollTimeout)
 	defer timer.Stop()
 	for {
 		frames, done, overrun, replaced := c.poll.take(c.out, superseded)

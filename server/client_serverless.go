@@ -23,6 +23,7 @@ func (c *client) serverlessHandshake(req hubproto.HandshakeRequest) error {
 	c.serverless.Store(true)
 	c.hub.conn.Add(c)
 	c.openGauge = c.in.srv.metrics.clientOpened(c.in.name, c.transport, c.protocol)
+	c.in.srv.traceClient(traceClientConnected, c, "")
 	c.sendFromApp(hubproto.AppendHandshakeResponse(nil, ""))
 	c.emit(upstream.Event{Category: "connections", Event: "connected", Body: upstream.ConnectedBody(), ContentType: "application/json"}, nil)
 	return nil

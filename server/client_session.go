@@ -49,7 +49,7 @@ func (c *client) handshakeTimeout() time.Duration {
 	if _, ok := c.auth.Claim(auth.ClaimHandshakeTimeout); ok {
 		return c.auth.HandshakeTimeout()
 	}
-	return c.in.settings.HandshakeTimeout
+	return c.in.settings().HandshakeTimeout
 }
 
 // failHandshake answers the handshake with an error and ends the connection (inMu held).
@@ -96,6 +96,7 @@ func (c *client) receive(p []byte) error {
 			return err
 		}
 		msgs++
+		c.traceInbound(msg)
 		if c.st.enabled {
 			forward, err := c.filterInbound(msg)
 			if err != nil {
@@ -181,6 +182,7 @@ func (c *client) handshake(frame []byte) error {
 	l.bind(c)
 	c.hub.conn.Add(c)
 	c.openGauge = c.in.srv.metrics.clientOpened(c.in.name, c.transport, c.protocol)
+	c.in.srv.traceClient(traceClientConnected, c, "")
 	open := svcproto.OpenConnection{
 		ConnectionID: c.id,
 		Claims:       toSvcClaims(auth.OpenConnectionClaims(c.auth)),

@@ -56,7 +56,7 @@ func (c *client) sendStateful(frame []byte) bool {
 		st.buf = append(st.buf, bufferedFrame{seq: st.sent, frame: f})
 		st.bufBytes += len(f)
 	}
-	if st.bufBytes > c.in.settings.StatefulReconnectBufferBytes {
+	if st.bufBytes > c.in.settings().StatefulReconnectBufferBytes {
 		c.in.srv.goConn(func() { c.closeWith(closeReasonSlowConsumer, reasonSlowConsumer, true) })
 		return false
 	}
@@ -163,7 +163,7 @@ func (c *client) statefulTick(now time.Time) {
 	detachedAt, lastToServer := st.detachedAt, st.lastToServer
 	st.mu.Unlock()
 	if !detachedAt.IsZero() {
-		if now.Sub(detachedAt) > c.in.settings.StatefulReconnectWindow {
+		if now.Sub(detachedAt) > c.in.settings().StatefulReconnectWindow {
 			c.out.Discard()
 			c.finish(closeReasonTimeout, "The client did not reconnect within the stateful reconnect window.")
 			return

@@ -27,11 +27,18 @@ type Config struct {
 	Logger *slog.Logger
 	// ShutdownTimeout bounds the graceful part of shutdown. Default 10 s.
 	ShutdownTimeout time.Duration
+	// DrainWindow spreads the reconnectable Close of every client over this long on shutdown, so
+	// they do not all reconnect to the remaining nodes at once (drain.go). It is capped at half of
+	// ShutdownTimeout. Default 5 s; negative closes every client at once.
+	DrainWindow time.Duration
 	// AdminListen is the address of the admin listener (/metrics, /healthz, /readyz, and
 	// /debug/pprof/ with EnablePprof). Empty: no admin listener.
 	AdminListen string
 	// EnablePprof serves net/http/pprof under /debug/pprof/ on the admin listener.
 	EnablePprof bool
+	// TraceToken enables the live-trace page and APIs (/trace…) on the admin listener and is
+	// the secret they require. Empty: live trace disabled (404).
+	TraceToken string
 	// TrustedProxies are the reverse proxies (CIDRs or IPs) whose X-Forwarded-For, -Host and
 	// -Proto headers are honoured (proxy.go). Empty: trust none, the instance is chosen by Host.
 	TrustedProxies []string
@@ -197,6 +204,9 @@ func (c Config) withDefaults() Config {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
+	if c.DrainWindow == 0 {
+		c.DrainWindow = 5 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -279,6 +289,12 @@ func (c Config) Validate() error {
 	errs = append(errs, validateTLS(c.TLSCertFile, c.TLSKeyFile)...)
 	_, proxyErrs := parseTrustedProxies(c.TrustedProxies)
 	errs = append(errs, proxyErrs...)
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, errors.New("shutdown timeout must not be negative"))
+	}
+	if c.TraceToken != "" && c.AdminListen == "" {
+		errs = append(errs, errors.New("live trace is served on the admin listener: set an admin listen address"))
+	}
 	if c.EnablePprof && c.AdminListen == "" {
 		errs = append(errs, errors.New("pprof is served on the admin listener: set an admin listen address"))
 	}

@@ -11,6 +11,7 @@ import (
 // everything one socket sends reaches each client in order.
 func (l *link) dispatch(m svcproto.Message) {
 	h := l.hub.conn
+	l.traceDispatch(m)
 	switch m := m.(type) {
 	case svcproto.Ping:
 		l.onPing(m)

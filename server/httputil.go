@@ -86,7 +86,7 @@ func (in *instance) verify(w http.ResponseWriter, r *http.Request, kind auth.Kin
 		textError(w, http.StatusUnauthorized, "Unauthorized: an access token is required.")
 		return nil, false
 	}
-	tok, err := in.verifier.Verify(raw, kind, hub)
+	tok, err := in.verifier().Verify(raw, kind, hub)
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		textError(w, http.StatusUnauthorized, "Unauthorized: "+err.Error())
@@ -130,10 +130,10 @@ func (in *instance) cors(w http.ResponseWriter, r *http.Request, methods string)
 // originAllowed matches an Origin against the instance's allowed list (case-insensitive; "*"
 // or an empty list allows every origin).
 func (in *instance) originAllowed(origin string) bool {
-	if len(in.settings.AllowedOrigins) == 0 {
+	if len(in.settings().AllowedOrigins) == 0 {
 		return true
 	}
-	for _, o := range in.settings.AllowedOrigins {
+	for _, o := range in.settings().AllowedOrigins {
 		if o == "*" || strings.EqualFold(strings.TrimRight(o, "/"), origin) {
 			return true
 		}

@@ -241,7 +241,7 @@ func (h *hubState) statefulAllowed() bool {
 // serverless reports whether the service itself answers this hub's clients: always in Serverless
 // mode, and in Auto mode while no app server can take clients.
 func (h *hubState) serverless() bool {
-	switch h.in.settings.Mode {
+	switch h.in.settings().Mode {
 	case ModeServerless:
 		return true
 	case ModeAuto:

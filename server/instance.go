@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/signalrd/signalrd/auth"
@@ -15,12 +16,12 @@ import (
 
 // instance is one tenant: its keys, settings, hubs and connections.
 type instance struct {
-	srv      *Server
-	name     string
-	settings Settings
-	log      *slog.Logger
-	verifier *auth.Verifier
-	router   *router.Router
+	srv    *Server
+	name   string
+	log    *slog.Logger
+	router *router.Router
+	// cur holds the live Settings and Verifier; Server.Reload swaps them (reload.go).
+	cur atomic.Pointer[liveConfig]
 
 	mu    sync.Mutex
 	hubs  map[string]*hubState
@@ -29,7 +30,6 @@ type instance struct {
 	invMu       sync.Mutex
 	invocations map[string]*pendingInvocation // client-result invocation id -> pending
 
-	keys     []string
 	upstream *upstream.Client // nil without upstream settings
 	met      *instanceMetrics
 	acl      *acl // network access control, read-only
@@ -44,23 +44,21 @@ func newInstance(s *Server, ic InstanceConfig, st Settings) (*instance, error) {
 		}
 	}
 	in := &instance{
-		srv:      s,
-		name:     ic.Name,
-		settings: st,
-		log:      s.log.With("instance", ic.Name),
-		verifier: &auth.Verifier{Keys: keys, Skew: st.TokenSkew},
-		router:   router.New(nil),
-		hubs:     map[string]*hubState{},
-		conns:    map[string]*client{},
+		srv:    s,
+		name:   ic.Name,
+		log:    s.log.With("instance", ic.Name),
+		router: router.New(nil),
+		hubs:   map[string]*hubState{},
+		conns:  map[string]*client{},
 
 		invocations: map[string]*pendingInvocation{},
-		keys:        keys,
 		acl:         compileACL(ic.Network),
 	}
+	in.cur.Store(&liveConfig{settings: st, verifier: &auth.Verifier{Keys: keys, Skew: st.TokenSkew}})
 	if st.UpstreamFile != "" {
 		up, err := upstream.New(upstream.Options{
 			SettingsFile: st.UpstreamFile,
-			Keys:         func() []string { return in.keys },
+			Keys:         func() []string { return in.verifier().Keys },
 			Logger:       in.log.With("component", "upstream"),
 		})
 		if err != nil {
@@ -97,7 +95,7 @@ func (in *instance) hubSnapshot() []*hubState {
 
 // register makes a negotiated connection reachable by its token until it expires unused.
 func (in *instance) register(c *client) {
-	c.expiresAt.Store(time.Now().Add(in.settings.NegotiateTimeout).UnixNano())
+	c.expiresAt.Store(time.Now().Add(in.settings().NegotiateTimeout).UnixNano())
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.conns[c.token] = c
@@ -150,18 +148,6 @@ func (in *instance) housekeeping(ctx context.Context) {
 			for _, h := range in.router.Hubs() {
 				h.SweepExpired()
 			}
-		}
-	}
-}
-
-// closeAll closes every client with a reconnectable Close and every app-server link.
-func (in *instance) closeAll(reason string) {
-	for _, h := range in.hubSnapshot() {
-		for _, c := range h.clientSnapshot() {
-			c.closeWith(closeReasonService, reason, true)
-		}
-		for _, l := range h.linkSnapshot() {
-			l.close()
 		}
 	}
 }

@@ -37,6 +37,7 @@ type link struct {
 	out       *transport.Outbox
 	log       *slog.Logger
 	lastRead  atomic.Int64 // unix nanos of the last received bytes
+	goingAway atomic.Bool  // the node is shutting down: close the socket cleanly (drain.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -154,7 +155,7 @@ func (s *Server) handleServer(w http.ResponseWriter, r *http.Request, in *instan
 // runLink performs the service handshake and then relays until the link ends.
 func (s *Server) runLink(l *link, ws *websocket.Conn) {
 	in := l.in
-	reader := &svcproto.Reader{Max: 16 * in.settings.MaxMessageSize}
+	reader := &svcproto.Reader{Max: 16 * in.settings().MaxMessageSize}
 	// The SDK sends its HandshakeRequest at once and waits 15 s for ours; mirror that bound.
 	hsCtx, hsCancel := context.WithTimeout(l.ctx, 15*time.Second)
 	var hs svcproto.HandshakeRequest
@@ -192,7 +193,7 @@ func (s *Server) runLink(l *link, ws *websocket.Conn) {
 		_ = ws.Close(websocket.StatusNormalClosure, "")
 		return
 	}
-	if in.settings.Mode == ModeServerless && hs.ConnectionType != svcproto.ConnWeak {
+	if in.settings().Mode == ModeServerless && hs.ConnectionType != svcproto.ConnWeak {
 		reply(svcproto.HandshakeResponse{ErrorMessage: "The service is in Serverless mode: app server connections cannot carry clients. Use Default mode, or connect with a Weak (Management SDK) connection."})
 		_ = ws.Close(websocket.StatusNormalClosure, "")
 		return
@@ -208,13 +209,14 @@ func (s *Server) runLink(l *link, ws *websocket.Conn) {
 	defer in.srv.metrics.serverSockets.WithLabelValues(in.name).Dec()
 	reply(svcproto.HandshakeResponse{ConnectionID: l.cid})
 	l.log.Info("app server connected", "type", l.connType)
+	s.traceLink(traceServerConnected, l, 0)
 
 	keepAlive, _ := svcproto.AppendFrame(nil, svcproto.Ping{})
 	pumpDone := make(chan struct{})
 	s.goConn(func() {
 		defer close(pumpDone)
 		err := transport.Pump(l.ctx, l.out, in.met.toServer.counting(&transport.WSWriter{Conn: ws, Type: websocket.MessageBinary}),
-			transport.PumpOptions{KeepAlive: in.settings.ServerKeepAlive, KeepAliveFrame: keepAlive})
+			transport.PumpOptions{KeepAlive: in.settings().ServerKeepAlive, KeepAliveFrame: keepAlive})
 		if err != nil && !errors.Is(err, context.Canceled) {
 			l.log.Info("app server write failed", "err", err)
 		}
@@ -246,13 +248,12 @@ func (s *Server) runLink(l *link, ws *websocket.Conn) {
 		}
 	}
 	l.shutdown()
-	ws.CloseNow()
-	<-pumpDone
+	l.closeSocket(ws, pumpDone)
 }
 
 // watchdog closes a link that has been silent longer than the server timeout.
 func (l *link) watchdog(ws *websocket.Conn) {
-	timeout := l.in.settings.ServerTimeout
+	timeout := l.in.settings().ServerTimeout
 	t := time.NewTicker(min(timeout/6, 5*time.Second))
 	defer t.Stop()
 	for {
@@ -289,6 +290,7 @@ func (l *link) shutdown() {
 	}
 	l.in.failInvocationsVia(l)
 	l.log.Info("app server disconnected", "clients_closed", len(clients))
+	l.in.srv.traceLink(traceServerDisconnected, l, len(clients))
 }
 
 // pingReply answers the ping keys of service-protocol §2.3.

@@ -81,7 +81,7 @@ func (s *Server) handleNegotiate(w http.ResponseWriter, r *http.Request, in *ins
 		writeJSON(w, http.StatusOK, map[string]string{"error": "The app server this client must use (sticky mode Required) is not connected to the service."})
 		return
 	}
-	if in.settings.Mode == ModeDefault && !h.hasServer() {
+	if in.settings().Mode == ModeDefault && !h.hasServer() {
 		writeJSON(w, http.StatusOK, map[string]string{"error": noServerText(hub)})
 		return
 	}
@@ -94,7 +94,7 @@ func (s *Server) handleNegotiate(w http.ResponseWriter, r *http.Request, in *ins
 	}
 	c := newClient(in, h, id, token)
 	// Offer stateful reconnect only when asked: the JS client aborts on an unrequested offer.
-	if strings.EqualFold(r.URL.Query().Get("useStatefulReconnect"), "true") && (in.settings.StatefulReconnect || h.statefulAllowed()) {
+	if strings.EqualFold(r.URL.Query().Get("useStatefulReconnect"), "true") && (in.settings().StatefulReconnect || h.statefulAllowed()) {
 		resp.UseStatefulReconnect = true
 		c.st.negotiated = true
 	}

@@ -336,7 +336,7 @@ func restAuth(w http.ResponseWriter, r *http.Request, in *instance, hubID string
 		restError(w, r, http.StatusUnauthorized, codeUnauthorized, "An access token is required.", "")
 		return nil, false
 	}
-	tok, err := in.verifier.Verify(raw, auth.KindREST, hubID)
+	tok, err := in.verifier().Verify(raw, auth.KindREST, hubID)
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		restError(w, r, http.StatusUnauthorized, codeUnauthorized, "Invalid access token: "+err.Error(), "")
@@ -391,7 +391,7 @@ func (q *restReq) mediaType() string {
 // restAccessKey answers GET /api[/v1]/auth/accessKey with the key that verified the token, as
 // the server SDK expects after Entra ID authentication (§6.2).
 func restAccessKey(w http.ResponseWriter, r *http.Request, in *instance, tok *auth.Token) {
-	key := in.verifier.Keys[tok.KeyIndex]
+	key := in.signingKey(tok)
 	b, err := json.Marshal(struct {
 		AccessKey string
 		KeyID     string `json:"KeyId"`

@@ -233,7 +233,7 @@ func restGenerateToken(q *restReq) {
 		claims = auth.ClientClaims(u, []auth.Claim{{Type: auth.ClaimNameID, Value: u}}, auth.ClientClaimOptions{})
 	}
 	aud := q.in.srv.requestScheme(q.r) + "://" + hostOnly(q.in.srv.requestHost(q.r)) + "/client/?hub=" + q.hub
-	tok, err := auth.IssueToken(q.in.verifier.Keys[q.tok.KeyIndex], auth.IssueOptions{
+	tok, err := auth.IssueToken(q.in.signingKey(q.tok), auth.IssueOptions{
 		Audience: aud,
 		Lifetime: time.Duration(minutes) * time.Minute,
 		Claims:   claims,

@@ -36,6 +36,8 @@ type Server struct {
 	adminL       net.Listener  // bound by ListenAdmin or Serve; nil without AdminListen
 	certs        *certReloader // nil without TLS
 	proxies      proxyTrust    // Config.TrustedProxies, parsed
+	trace        traceBus      // live trace (trace.go); zero value ready
+	reload       reloadState   // what Reload last applied (reload.go)
 }
 
 // New validates cfg and builds a server. It starts no goroutines until Serve or Run.
@@ -118,14 +120,15 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.shuttingDown.Store(true)
-	s.log.Info("shutting down")
+	s.log.Info("shutting down", "drain_window", s.cfg.DrainWindow, "timeout", s.cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	// Hijacked WebSockets are not tracked by http.Server: close them through our own context.
-	for _, in := range s.instances {
-		in.closeAll("Service is shutting down.")
-	}
-	err = hs.Shutdown(sctx)
+	// Shutdown closes the listener at once and then waits for HTTP requests (SSE, polls, REST);
+	// hijacked WebSockets are not tracked by http.Server: drain closes them itself (drain.go).
+	shutErr := make(chan error, 1)
+	go func() { shutErr <- hs.Shutdown(sctx) }()
+	s.drain(sctx)
+	err = <-shutErr
 	s.stop()
 	// The admin listener goes last, so probes and scrapes see the whole drain.
 	admin.shutdown(sctx)

@@ -56,6 +56,8 @@ func newServeCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Key rotation and live settings: on config file changes and SIGHUP (reload.go).
+			defer startReloader(cmd.Context(), cmd.Flags(), srv, log)()
 			key, err := defaultKey(cfg)
 			if err != nil {
 				return err

@@ -22,8 +22,10 @@ type fileConfig struct {
 	AllowDevKey     bool           `mapstructure:"allow-dev-key"`
 	LogLevel        string         `mapstructure:"log-level"`
 	ShutdownTimeout time.Duration  `mapstructure:"shutdown-timeout"`
+	DrainWindow     time.Duration  `mapstructure:"drain-window"`
 	AdminListen     string         `mapstructure:"admin-listen"`
 	Pprof           bool           `mapstructure:"pprof"`
+	TraceToken      string         `mapstructure:"trace-token"`
 	TrustedProxies  []string       `mapstructure:"trusted-proxies"`
 	TLSCertFile     string         `mapstructure:"tls-cert-file"`
 	TLSKeyFile      string         `mapstructure:"tls-key-file"`
@@ -122,6 +124,9 @@ func bindCommonFlags(fs *pflag.FlagSet) {
 func bindServeFlags(fs *pflag.FlagSet) {
 	fs.String("admin-listen", "", "address of the admin listener: /metrics, /healthz, /readyz (default: none)")
 	fs.Bool("pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin listener")
+	fs.Duration("shutdown-timeout", 10*time.Second, "bound on the graceful part of shutdown")
+	fs.Duration("drain-window", 5*time.Second, "on shutdown, spread the clients' reconnectable Close over this long (0: all at once)")
+	fs.String("trace-token", "", "enable the live-trace page /trace on the admin listener, protected by this token (default: disabled)")
 	fs.StringSlice("trusted-proxies", nil, "reverse proxies (CIDRs or IPs, comma-separated) whose X-Forwarded-For/-Host/-Proto are honoured (default: none)")
 }
 
@@ -133,12 +138,14 @@ func loadConfig(fs *pflag.FlagSet) (fileConfig, error) {
 	v.AutomaticEnv()
 	v.SetDefault("listen", "localhost:8888")
 	v.SetDefault("log-level", "info")
+	v.SetDefault("drain-window", 5*time.Second) // an explicit 0 means no spreading
 	// Flags and environment variables map onto config keys; the last two set instance defaults.
 	bind := map[string]string{
 		"listen": "listen", "access-key": "access-key", "endpoint": "endpoint", "allow-dev-key": "allow-dev-key",
 		"log-level": "log-level", "mode": "defaults.mode", "upstream-file": "defaults.upstream-file",
-		"admin-listen": "admin-listen", "pprof": "pprof", "trusted-proxies": "trusted-proxies",
+		"admin-listen": "admin-listen", "pprof": "pprof", "trace-token": "trace-token", "trusted-proxies": "trusted-proxies",
 		"tls-cert-file": "tls-cert-file", "tls-key-file": "tls-key-file",
+		"shutdown-timeout": "shutdown-timeout", "drain-window": "drain-window",
 	}
 	for flag, key := range bind {
 		if f := fs.Lookup(flag); f != nil {
@@ -177,8 +184,10 @@ func (fc fileConfig) toServerConfig(log *slog.Logger) (server.Config, error) {
 		Defaults:                fc.Defaults.toServer(),
 		Logger:                  log,
 		ShutdownTimeout:         fc.ShutdownTimeout,
+		DrainWindow:             drainWindow(fc.DrainWindow),
 		AdminListen:             fc.AdminListen,
 		EnablePprof:             fc.Pprof,
+		TraceToken:              fc.TraceToken,
 		TrustedProxies:          fc.TrustedProxies,
 		TLSCertFile:             fc.TLSCertFile,
 		TLSKeyFile:              fc.TLSKeyFile,
@@ -252,4 +261,13 @@ func newLogger(level string, w interface{ Write([]byte) (int, error) }) (*slog.L
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// drainWindow maps the file's drain-window (0: close all at once) onto server.Config's (0: the
+// default, negative: all at once).
+func drainWindow(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -57,10 +57,14 @@ func (i *Instance) ConnectionString() string {
 
 // Start runs a server with cfg (Listen is replaced by 127.0.0.1:0) until the test ends. A
 // non-empty cfg.AdminListen (any value, e.g. "on") starts the admin listener on 127.0.0.1:0 too,
-// at AdminURL. Set SIGNALRD_TEST_LOG=1 to see the server's logs.
+// at AdminURL. A zero cfg.DrainWindow closes every client at once on Stop (not the server's 5 s
+// default). Set SIGNALRD_TEST_LOG=1 to see the server's logs.
 func Start(t testing.TB, cfg server.Config) *Instance {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
+	if cfg.DrainWindow == 0 {
+		cfg.DrainWindow = -1 // tests stop at once unless they test the drain
+	}
 	if cfg.AdminListen != "" {
 		cfg.AdminListen = "127.0.0.1:0"
 	}
