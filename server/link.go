@@ -98,10 +98,6 @@ func (l *link) sendData(ctx context.Context, m svcproto.Message) error {
 	return nil
 }
 
-// close ends the link; its goroutines clean up.
-func (l *link) close() {
-	l.cancel()
-}
 
 func (s *Server) handleServer(w http.ResponseWriter, r *http.Request, in *instance) {
 
