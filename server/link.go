@@ -98,7 +98,6 @@ func (l *link) sendData(ctx context.Context, m svcproto.Message) error {
 	return nil
 }
 
-
 func (s *Server) handleServer(w http.ResponseWriter, r *http.Request, in *instance) {
 
 	if r.Method != http.MethodGet {
