@@ -133,30 +133,35 @@ func browserPrereqs(t *testing.T) (node, jsDir, chromium string) {
 // runBrowser runs browser.mjs with spec and returns its result line and its stderr.
 func runBrowser(t *testing.T, node, jsDir, chromium string, spec []byte) (browserResult, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "browser.mjs", string(spec))
-	cmd.Dir = jsDir
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
-	// SIGTERM lets Playwright close Chromium; SIGKILL follows if it does not.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	runErr := cmd.Run()
-
+	stdout, stderr, runErr := runNodeScript(node, jsDir, chromium, "browser.mjs", spec)
 	var res browserResult
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-		t.Logf("browser.mjs stderr:\n%s", stderr.String())
-		t.Fatalf("browser.mjs (%v) printed no result line: %v\nstdout: %s", runErr, err, stdout.String())
+		t.Logf("browser.mjs stderr:\n%s", stderr)
+		t.Fatalf("browser.mjs (%v) printed no result line: %v\nstdout: %s", runErr, err, stdout)
 	}
 	if res.OK && runErr != nil {
 		t.Fatalf("browser.mjs reported success but exited with %v", runErr)
 	}
 	if !res.OK && runErr == nil {
-		t.Fatalf("browser.mjs reported failure but exited 0: %s", stdout.String())
+		t.Fatalf("browser.mjs reported failure but exited 0: %s", stdout)
 	}
-	return res, stderr.String()
+	return res, stderr
+}
+
+// runNodeScript runs a Playwright script of e2e/js with a JSON spec against Chromium, bounded to
+// two minutes; SIGTERM lets Playwright close Chromium, SIGKILL follows if it does not.
+func runNodeScript(node, jsDir, chromium, script string, spec []byte) (stdout, stderr string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, script, string(spec))
+	cmd.Dir = jsDir
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	var out, errb bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
 }

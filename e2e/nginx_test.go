@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -424,25 +423,6 @@ func nginxInstanceSelection(t *testing.T, svc *servertest.Instance, ng *nginxPro
 			t.Errorf("%s: status %d %q, want %d", tc.name, resp.StatusCode, body, tc.want)
 		}
 	}
-}
-
-func startAppConnStr(t *testing.T, connStr string, hub *appserver.Hub) *appserver.Server {
-	t.Helper()
-	app, err := appserver.New(appserver.Options{ConnectionString: connStr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	app.MapHub("chat", hub)
-	if err := app.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = app.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := app.Ready(ctx); err != nil {
-		t.Fatalf("app server not ready: %v", err)
-	}
-	return app
 }
 
 // TestNginxDocMatchesTemplate keeps docs/reverse-proxy.md showing the configuration the test runs.

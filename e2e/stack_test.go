@@ -93,7 +93,14 @@ func startStack(t *testing.T, cfg server.Config) *stack {
 
 func startApp(t *testing.T, svc *servertest.Instance, hub *appserver.Hub) *appserver.Server {
 	t.Helper()
-	app, err := appserver.New(appserver.Options{ConnectionString: svc.ConnectionString()})
+	return startAppConnStr(t, svc.ConnectionString(), hub)
+}
+
+// startAppConnStr starts a Go app server hosting hub "chat" with a connection string and waits
+// until its sockets are up.
+func startAppConnStr(t *testing.T, connStr string, hub *appserver.Hub) *appserver.Server {
+	t.Helper()
+	app, err := appserver.New(appserver.Options{ConnectionString: connStr})
 	if err != nil {
 		t.Fatal(err)
 	}

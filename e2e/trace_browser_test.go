@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"image/png"
@@ -9,10 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -183,25 +180,15 @@ func traceServerID(t *testing.T, url string) string {
 // runTraceScript runs trace.mjs with spec and returns its result line and its stderr.
 func runTraceScript(t *testing.T, node, jsDir, chromium string, spec []byte) (traceResult, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "trace.mjs", string(spec))
-	cmd.Dir = jsDir
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	runErr := cmd.Run()
+	stdout, stderr, runErr := runNodeScript(node, jsDir, chromium, "trace.mjs", spec)
 	var res traceResult
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-		t.Logf("trace.mjs stderr:\n%s", stderr.String())
-		t.Fatalf("trace.mjs (%v) printed no result line: %v\nstdout: %s", runErr, err, stdout.String())
+		t.Logf("trace.mjs stderr:\n%s", stderr)
+		t.Fatalf("trace.mjs (%v) printed no result line: %v\nstdout: %s", runErr, err, stdout)
 	}
 	if res.OK != (runErr == nil) {
-		t.Fatalf("trace.mjs ok=%v but exit %v: %s", res.OK, runErr, stdout.String())
+		t.Fatalf("trace.mjs ok=%v but exit %v: %s", res.OK, runErr, stdout)
 	}
-	return res, stderr.String()
+	return res, stderr
 }
