@@ -45,6 +45,7 @@ type client struct {
 	out   *transport.Outbox
 
 	// Set by the first transport request, before any other use.
+	hsTimer   *time.Timer // handshake timeout, stopped once the handshake is over
 	transport string
 	auth      *auth.Token
 	startReq  requestInfo
@@ -189,8 +190,8 @@ func (c *client) finish(kind, reason string) {
 		// Cancel first (it unblocks a receive waiting on a congested link), then wait for any
 		// receive in progress: a handshake that was binding the client completes before cleanup.
 		c.cancel()
-		c.inMu.Lock()
-		//lint:ignore SA2001 the empty critical section is the point: wait for receive to finish
+		c.inMu.Lock() // also waits for a receive in progress
+		c.stopHandshakeTimer()
 		c.inMu.Unlock()
 		if r, _ := c.closeReason.Load().(string); reason == "" && r != "" {
 			reason = r

@@ -22,18 +22,12 @@ func (c *client) start(transportName string, tok *auth.Token, r *http.Request) {
 	c.auth = tok
 	c.expiresAt.Store(0)
 	c.startReq = requestInfo{headers: forwardHeaders(r, c.in.srv.forwardedFor(r)), query: forwardQuery(r)}
-	timeout := c.handshakeTimeout()
-	c.in.srv.goConn(func() {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		select {
-		case <-c.ctx.Done():
-		case <-t.C:
-			c.inMu.Lock()
-			defer c.inMu.Unlock()
-			if !c.handshaken {
-				c.failHandshake(hubproto.ErrTextHandshakeCanceled)
-			}
+	// A timer rather than a goroutine: a connected client costs no goroutine for its handshake.
+	c.hsTimer = time.AfterFunc(c.handshakeTimeout(), func() {
+		c.inMu.Lock()
+		defer c.inMu.Unlock()
+		if !c.handshaken && !c.done() {
+			c.failHandshake(hubproto.ErrTextHandshakeCanceled)
 		}
 	})
 }
@@ -55,6 +49,7 @@ func (c *client) handshakeTimeout() time.Duration {
 // failHandshake answers the handshake with an error and ends the connection (inMu held).
 func (c *client) failHandshake(text string) {
 	c.handshaken = true // nothing more is read
+	c.stopHandshakeTimer()
 	c.closeKind.CompareAndSwap(nil, closeReasonHandshake)
 	c.out.Push(hubproto.AppendHandshakeResponse(nil, text))
 	c.out.Close()
@@ -153,6 +148,7 @@ func (c *client) handshake(frame []byte) error {
 	}
 	if c.hub.serverless() {
 		c.handshaken = true
+		c.stopHandshakeTimer()
 		c.st.enabled = c.st.negotiated && req.Version >= 2 && c.transport == transportNameWebSockets
 		c.codec = codec
 		c.protocol = strings.ToLower(req.Protocol)
@@ -172,6 +168,7 @@ func (c *client) handshake(frame []byte) error {
 		return errHandshakeFailed
 	}
 	c.handshaken = true
+	c.stopHandshakeTimer()
 	c.st.enabled = c.st.negotiated && req.Version >= 2 && c.transport == transportNameWebSockets
 	c.codec = codec
 	c.protocol = strings.ToLower(req.Protocol)
@@ -237,4 +234,11 @@ func toSvcClaims(cs []auth.Claim) []svcproto.Claim {
 		out[i] = svcproto.Claim{Type: c.Type, Value: c.Value}
 	}
 	return out
+}
+
+// stopHandshakeTimer ends the handshake timeout (inMu held).
+func (c *client) stopHandshakeTimer() {
+	if c.hsTimer != nil {
+		c.hsTimer.Stop()
+	}
 }

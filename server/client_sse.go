@@ -51,7 +51,10 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *client, tok
 	switch {
 	case errors.Is(err, transport.ErrOverrun):
 		kind, reason = closeReasonSlowConsumer, reasonSlowConsumer
-		_ = (&sseWriter{w: w, rc: rc}).WriteBatch(context.Background(), [][]byte{c.closeFrame(reasonSlowConsumer, true)})
+		c.finish(kind, reason) // tell the app server now: the client may never read the close
+		wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = (&sseWriter{w: w, rc: rc}).WriteBatch(wctx, [][]byte{c.closeFrame(reasonSlowConsumer, true)})
+		cancel()
 	case err != nil && r.Context().Err() == nil && !errors.Is(err, context.Canceled):
 		reason = "Client transport failed: " + err.Error()
 	}

@@ -73,7 +73,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *clien
 		// Closing here unblocks the reader when the service or the app ends the connection.
 		switch {
 		case errors.Is(err, transport.ErrOverrun):
+			// Unregister and tell the app server at once; the close frame to a client that does
+			// not read may take its whole write timeout.
 			c.closeKind.CompareAndSwap(nil, closeReasonSlowConsumer)
+			c.finish(closeReasonSlowConsumer, reasonSlowConsumer)
 			wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = ws.Write(wctx, c.wsType(), c.closeFrame(reasonSlowConsumer, true))
 			cancel()
