@@ -32,16 +32,7 @@ func TestAdminFlags(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			cmd := newServeCmd(&bytes.Buffer{}, &bytes.Buffer{})
-			for k, v := range tc.flags {
-				if err := cmd.Flags().Set(k, v); err != nil {
-					t.Fatal(err)
-				}
-			}
-			fc, err := loadConfig(cmd.Flags())
-			if err != nil {
-				t.Fatal(err)
-			}
+			fc := loadServeFlags(t, tc.flags)
 			cfg, err := fc.toServerConfig(nil)
 			if err != nil {
 				t.Fatal(err)

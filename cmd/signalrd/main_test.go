@@ -118,6 +118,22 @@ instances:
 	}
 }
 
+// loadServeFlags merges the configuration `signalrd serve` would see with these flags set.
+func loadServeFlags(t *testing.T, flags map[string]string) fileConfig {
+	t.Helper()
+	cmd := newServeCmd(&bytes.Buffer{}, &bytes.Buffer{})
+	for k, v := range flags {
+		if err := cmd.Flags().Set(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fc, err := loadConfig(cmd.Flags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fc
+}
+
 func loadConfigForTest(path string) (fileConfig, error) {
 	cmd := newServeCmd(&bytes.Buffer{}, &bytes.Buffer{})
 	_ = cmd.Flags().Set("config", path)

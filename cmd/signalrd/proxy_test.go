@@ -35,16 +35,7 @@ func TestTrustedProxiesConfig(t *testing.T) {
 		{"bad entry", map[string]string{"config": bad}, nil, "not-an-ip"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd := newServeCmd(&bytes.Buffer{}, &bytes.Buffer{})
-			for k, v := range tc.flags {
-				if err := cmd.Flags().Set(k, v); err != nil {
-					t.Fatal(err)
-				}
-			}
-			fc, err := loadConfig(cmd.Flags())
-			if err != nil {
-				t.Fatal(err)
-			}
+			fc := loadServeFlags(t, tc.flags)
 			cfg, err := fc.toServerConfig(nil)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -29,16 +28,7 @@ func TestTraceTokenSources(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			cmd := newServeCmd(&bytes.Buffer{}, &bytes.Buffer{})
-			for k, v := range tc.flags {
-				if err := cmd.Flags().Set(k, v); err != nil {
-					t.Fatal(err)
-				}
-			}
-			fc, err := loadConfig(cmd.Flags())
-			if err != nil {
-				t.Fatal(err)
-			}
+			fc := loadServeFlags(t, tc.flags)
 			if fc.TraceToken != tc.want {
 				t.Fatalf("TraceToken %q, want %q", fc.TraceToken, tc.want)
 			}
