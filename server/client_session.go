@@ -147,14 +147,7 @@ func (c *client) handshake(frame []byte) error {
 		return errHandshakeFailed
 	}
 	if c.hub.serverless() {
-		c.handshaken = true
-		c.stopHandshakeTimer()
-		c.st.enabled = c.st.negotiated && req.Version >= 2 && c.transport == transportNameWebSockets
-		c.codec = codec
-		c.protocol = strings.ToLower(req.Protocol)
-		c.userID = c.auth.UserID
-		c.binary.Store(codec.Format() == protocol.Binary)
-		c.split.Format = codec.Format()
+		c.accept(req, codec)
 		return c.serverlessHandshake(req)
 	}
 	mode, sid := c.auth.Sticky()
@@ -167,14 +160,7 @@ func (c *client) handshake(frame []byte) error {
 		c.failHandshake(text)
 		return errHandshakeFailed
 	}
-	c.handshaken = true
-	c.stopHandshakeTimer()
-	c.st.enabled = c.st.negotiated && req.Version >= 2 && c.transport == transportNameWebSockets
-	c.codec = codec
-	c.protocol = strings.ToLower(req.Protocol)
-	c.userID = c.auth.UserID
-	c.binary.Store(codec.Format() == protocol.Binary)
-	c.split.Format = codec.Format()
+	c.accept(req, codec)
 	c.link.Store(l)
 	l.bind(c)
 	c.hub.conn.Add(c)
@@ -241,4 +227,18 @@ func (c *client) stopHandshakeTimer() {
 	if c.hsTimer != nil {
 		c.hsTimer.Stop()
 	}
+}
+
+// accept records an accepted handshake: the protocol, the user, and whether stateful reconnect
+// applies (negotiated, version 2, WebSockets). Called with inMu held, before the client is
+// registered anywhere.
+func (c *client) accept(req hubproto.HandshakeRequest, codec hubproto.Codec) {
+	c.handshaken = true
+	c.stopHandshakeTimer()
+	c.st.enabled = c.st.negotiated && req.Version >= 2 && c.transport == transportNameWebSockets
+	c.codec = codec
+	c.protocol = strings.ToLower(req.Protocol)
+	c.userID = c.auth.UserID
+	c.binary.Store(codec.Format() == protocol.Binary)
+	c.split.Format = codec.Format()
 }
