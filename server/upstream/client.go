@@ -324,7 +324,9 @@ func (c *Client) worker(ctx context.Context) {
 		for len(c.ready) == 0 && !c.stopping {
 			c.cond.Wait()
 		}
-		if c.stopping {
+		// Once ctx ends, Run fails whatever is still queued: a worker finishing an in-flight call
+		// must not start the next one before Run gets the lock.
+		if c.stopping || ctx.Err() != nil {
 			c.mu.Unlock()
 			return
 		}
