@@ -15,11 +15,7 @@ func (h *Hub) JoinGroup(connID, name string) bool {
 }
 
 func (h *Hub) joinLocked(m *member, name string) {
-	g := h.groups[name]
-	if g == nil {
-		g = &group{conns: make(map[string]*member)}
-		h.groups[name] = g
-	}
+	g := h.groupLocked(name)
 	g.conns[m.conn.ID()] = m
 	if m.groups == nil {
 		m.groups = make(map[string]struct{})
@@ -56,9 +52,21 @@ func (h *Hub) leaveLocked(m *member, name string) {
 	h.dropIfEmptyLocked(name, g)
 }
 
+// groupLocked returns the group, creating it (and reporting it active) on first use.
+func (h *Hub) groupLocked(name string) *group {
+	g := h.groups[name]
+	if g == nil {
+		g = &group{conns: make(map[string]*member)}
+		h.groups[name] = g
+		h.groupActive(name, true)
+	}
+	return g
+}
+
 func (h *Hub) dropIfEmptyLocked(name string, g *group) {
 	if len(g.conns) == 0 && len(g.users) == 0 {
 		delete(h.groups, name)
+		h.groupActive(name, false)
 	}
 }
 
@@ -69,13 +77,21 @@ func (h *Hub) UserJoinGroup(user, name string, ttl time.Duration) {
 	if ttl > 0 {
 		exp = h.now().Add(ttl)
 	}
+	h.UserJoinGroupUntil(user, name, exp)
+}
+
+// UserJoinGroupUntil is UserJoinGroup with an absolute expiry (zero: none), for memberships
+// loaded from shared storage.
+func (h *Hub) UserJoinGroupUntil(user, name string, exp time.Time) {
+	if !exp.IsZero() && !h.live(exp) {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	g := h.groups[name]
-	if g == nil {
-		g = &group{conns: make(map[string]*member)}
-		h.groups[name] = g
+	if h.scoped && len(h.users[user]) == 0 {
+		return
 	}
+	g := h.groupLocked(name)
 	if g.users == nil {
 		g.users = make(map[string]time.Time)
 	}

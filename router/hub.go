@@ -7,8 +7,10 @@ import (
 
 // Hub indexes the connections of one hub by id, user and group.
 type Hub struct {
-	id  string
-	now func() time.Time
+	id     string
+	now    func() time.Time
+	obs    Observer // nil: nobody watches
+	scoped bool     // user-level memberships only for users with a local connection
 
 	mu     sync.RWMutex
 	conns  map[string]*member
@@ -52,11 +54,15 @@ func (h *Hub) Add(c Conn) {
 	}
 	m := &member{conn: c}
 	h.conns[c.ID()] = m
+	if len(h.conns) == 1 {
+		h.hubActive(true)
+	}
 	if u := c.UserID(); u != "" {
 		byID := h.users[u]
 		if byID == nil {
 			byID = make(map[string]*member)
 			h.users[u] = byID
+			h.userActive(u, true)
 		}
 		byID[c.ID()] = m
 	}
@@ -78,16 +84,25 @@ func (h *Hub) Remove(c Conn) bool {
 func (h *Hub) removeLocked(m *member) {
 	id := m.conn.ID()
 	delete(h.conns, id)
+	for g := range m.groups {
+		h.leaveLocked(m, g)
+	}
 	if u := m.conn.UserID(); u != "" {
 		if byID := h.users[u]; byID != nil {
 			delete(byID, id)
 			if len(byID) == 0 {
 				delete(h.users, u)
+				if h.scoped {
+					for g := range h.userGroups[u] {
+						h.userLeaveLocked(u, g)
+					}
+				}
+				h.userActive(u, false)
 			}
 		}
 	}
-	for g := range m.groups {
-		h.leaveLocked(m, g)
+	if len(h.conns) == 0 {
+		h.hubActive(false)
 	}
 }
 

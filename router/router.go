@@ -42,9 +42,11 @@ func (f Frame) Get(protocol string) ([]byte, bool) {
 
 // Router owns the hubs of one tenant instance.
 type Router struct {
-	now  func() time.Time
-	mu   sync.Mutex
-	hubs map[string]*Hub
+	now    func() time.Time
+	mu     sync.Mutex
+	hubs   map[string]*Hub
+	obs    Observer
+	scoped bool
 }
 
 // New returns an empty router. now may be nil (time.Now).
@@ -63,6 +65,7 @@ func (r *Router) Hub(id string) *Hub {
 	h, ok := r.hubs[id]
 	if !ok {
 		h = newHub(id, r.now)
+		h.obs, h.scoped = r.obs, r.scoped
 		r.hubs[id] = h
 	}
 	return h

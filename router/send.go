@@ -192,3 +192,26 @@ func (h *Hub) inGroupLocked(m *member, name string, now time.Time) bool {
 	exp, ok := g.users[u]
 	return ok && liveAt(exp, now)
 }
+
+// SendGroupOf delivers the message of a multi-group send (names, deduplicated as SendGroups
+// does) for one of its groups only: to the connections in names[i] that are in none of the
+// groups before it. A cluster node receiving the send once per subscribed group thereby
+// delivers each connection one copy, as SendGroups would.
+func (h *Hub) SendGroupOf(names []string, i int, p Payloads) Result {
+	var r Result
+	if i < 0 || i >= len(names) || seenBefore(names, i) {
+		return r
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	now := h.now()
+	h.eachInGroupLocked(names[i], now, func(m *member) {
+		for _, prev := range names[:i] {
+			if h.inGroupLocked(m, prev, now) {
+				return
+			}
+		}
+		r.deliver(m.conn, p)
+	})
+	return r
+}

@@ -59,9 +59,10 @@ type client struct {
 	// (set under inMu; finish reads it after waiting for inMu).
 	openGauge prometheus.Gauge
 
-	link       atomic.Pointer[link] // the app-server socket carrying this client
-	serverless atomic.Bool          // the service itself answers this client (no app server)
-	ready      atomic.Bool          // the handshake response is queued: fan-out may deliver
+	link       atomic.Pointer[link]        // the app-server socket carrying this client
+	relay      atomic.Pointer[relayTarget] // or, in a cluster, the node holding one (cluster_relay.go)
+	serverless atomic.Bool                 // the service itself answers this client (no app server)
+	ready      atomic.Bool                 // the handshake response is queued: fan-out may deliver
 
 	// inMu serializes inbound data (one WebSocket reader, or concurrent POSTs).
 	inMu       sync.Mutex
@@ -82,6 +83,10 @@ type client struct {
 	closeOnce   sync.Once
 	ctx         context.Context
 	cancel      context.CancelFunc
+
+	// Cluster: the connection token's expiry, and whether this node recorded its ownership.
+	tokenExpires time.Time
+	claimed      bool
 
 	calls serviceCalls  // invocations sent by the service itself (REST :invoke)
 	poll  pollState     // long polling only
@@ -209,6 +214,10 @@ func (c *client) finish(kind, reason string) {
 		if c.serverless.Load() {
 			c.serverlessClosed(reason)
 		}
+		if rt := c.relay.Load(); rt != nil && !c.appClosed.Load() {
+			c.closeRelay(rt, reason, nil)
+		}
+		c.releaseOwnership()
 		if l := c.link.Load(); l != nil {
 			l.unbind(c)
 			c.hub.released(l)

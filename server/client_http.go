@@ -44,7 +44,14 @@ func (s *Server) handleClient(w http.ResponseWriter, r *http.Request, in *instan
 		c = newClient(in, in.hub(hub), newID(), "")
 	} else {
 		c, ok = in.lookup(token)
-		if !ok || c.hub.id != hub {
+		if !ok && in.cl != nil {
+			var err error
+			if c, err = s.redeem(w, r, in, hub, token); errors.Is(err, errForwarded) {
+				return
+			}
+			ok = err == nil
+		}
+		if !ok || c.hub.id != strings.ToLower(hub) {
 			textError(w, http.StatusNotFound, "No Connection with that ID")
 			return
 		}
@@ -74,6 +81,7 @@ func (c *client) claimTransport(w http.ResponseWriter, r *http.Request, name str
 		return false
 	case c.transport == "":
 		c.start(name, tok, r)
+		c.claimOwnership()
 		return true
 	case c.transport != name:
 		textError(w, http.StatusBadRequest, "Cannot change transports mid-connection")

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,8 +115,7 @@ func (c *client) receive(p []byte) error {
 	if len(c.scratch) == 0 {
 		return nil
 	}
-	l := c.link.Load()
-	if err := l.sendData(c.ctx, svcproto.ConnectionData{ConnectionID: c.id, Payload: c.scratch}); err != nil {
+	if err := c.toApp(c.ctx, svcproto.ConnectionData{ConnectionID: c.id, Payload: c.scratch}); err != nil {
 		if errors.Is(err, errLinkClosed) {
 			c.closeWith(closeReasonServerLost, reasonServerLost, true)
 		}
@@ -151,7 +151,7 @@ func (c *client) handshake(frame []byte) error {
 		return c.serverlessHandshake(req)
 	}
 	mode, sid := c.auth.Sticky()
-	l, err := c.hub.pick(mode, sid)
+	l, rt, err := c.hub.route(c.ctx, mode, sid, "")
 	if err != nil {
 		text := noServerText(c.hub.id)
 		if errors.Is(err, errStickyRequired) {
@@ -161,21 +161,21 @@ func (c *client) handshake(frame []byte) error {
 		return errHandshakeFailed
 	}
 	c.accept(req, codec)
-	c.link.Store(l)
-	l.bind(c)
+	if l != nil {
+		c.link.Store(l)
+		l.bind(c)
+	}
 	c.hub.conn.Add(c)
 	c.openGauge = c.in.srv.metrics.clientOpened(c.in.name, c.transport, c.protocol)
 	c.in.srv.traceClient(traceClientConnected, c, "")
-	open := svcproto.OpenConnection{
-		ConnectionID: c.id,
-		Claims:       toSvcClaims(auth.OpenConnectionClaims(c.auth)),
-		Headers:      c.startReq.headers,
-		QueryString:  c.startReq.query,
-		Ext:          svcproto.Ext{Protocol: c.protocol},
-	}
-	err = l.sendData(c.ctx, open)
-	if err == nil {
-		err = l.sendData(c.ctx, svcproto.ConnectionData{ConnectionID: c.id, Payload: c.handshakeForApp(req, frame)})
+	open := c.openMessage("")
+	if rt != nil {
+		err = c.openRelay(rt, open, c.handshakeForApp(req, frame))
+	} else {
+		err = l.sendData(c.ctx, open)
+		if err == nil {
+			err = l.sendData(c.ctx, svcproto.ConnectionData{ConnectionID: c.id, Payload: c.handshakeForApp(req, frame)})
+		}
 	}
 	if err != nil {
 		c.closeWith(closeReasonServerLost, reasonServerLost, true)
@@ -183,6 +183,32 @@ func (c *client) handshake(frame []byte) error {
 	}
 	return nil
 }
+
+// openMessage is the OpenConnection announcing the client to an app server; migratedFrom, when
+// set, is the server it migrates from. In a cluster it names the node holding the client
+// (Asrs-Instance-Id), so an `offline` ping for that node drops exactly its clients.
+func (c *client) openMessage(migratedFrom string) svcproto.OpenConnection {
+	headers := c.startReq.headers
+	if migratedFrom != "" || c.in.cl != nil {
+		headers = slices.Clone(headers)
+	}
+	if migratedFrom != "" {
+		headers = append(headers, svcproto.Header{Name: headerMigrateFrom, Values: []string{migratedFrom}})
+	}
+	if c.in.cl != nil {
+		headers = append(headers, svcproto.Header{Name: headerInstanceID, Values: []string{c.in.cl.node}})
+	}
+	return svcproto.OpenConnection{
+		ConnectionID: c.id,
+		Claims:       toSvcClaims(auth.OpenConnectionClaims(c.auth)),
+		Headers:      headers,
+		QueryString:  c.startReq.query,
+		Ext:          svcproto.Ext{Protocol: c.protocol},
+	}
+}
+
+// headerInstanceID names the service instance (node) holding a client.
+const headerInstanceID = "Asrs-Instance-Id"
 
 const stickyGoneText = "The app server this client must use (sticky mode Required) is not connected to the service."
 

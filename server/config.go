@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
+
+	"github.com/signalrd/signalrd/storage"
 )
 
 // DevAccessKey is the built-in development key (the same fixed key the official emulator uses).
@@ -46,7 +49,28 @@ type Config struct {
 	// The files are re-read when they change (see tls.go). The admin listener stays plain HTTP.
 	TLSCertFile string
 	TLSKeyFile  string
+
+	// Redis makes this node one of a cluster sharing that Redis (standalone, Sentinel or
+	// Cluster: see storage.RedisOptions.URL for the forms). Empty: the node runs alone and keeps
+	// everything in memory.
+	Redis string
+	// RedisPrefix starts every Redis key and channel of this deployment. Default "signalrd".
+	RedisPrefix string
+	// Storage, when set, is the shared storage itself and overrides Redis (several in-process
+	// nodes sharing one storage.Memory, as tests run a cluster). The caller closes it.
+	Storage storage.Storage
+	// NodeID names this node among its peers; it must be unique in the cluster. Default: random.
+	NodeID string
+	// AdvertiseURL is how peer nodes reach this node's listener (scheme://host:port), for
+	// requests that reach a node not holding their connection. Default: the listener's address.
+	AdvertiseURL string
+	// Heartbeat is the cluster liveness interval; a node silent for 4 heartbeats is dead.
+	// Default 2 s.
+	Heartbeat time.Duration
 }
+
+// clustered reports whether the node shares storage with peers.
+func (c Config) clustered() bool { return c.Storage != nil || c.Redis != "" }
 
 // InstanceConfig is one tenant: an Azure SignalR resource.
 type InstanceConfig struct {
@@ -210,6 +234,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 2 * time.Second
+	}
 	c.Defaults = defaultSettings().merged(c.Defaults)
 	if len(c.Instances) == 0 {
 		c.Instances = []InstanceConfig{{Name: "default", Default: true}}
@@ -297,6 +324,22 @@ func (c Config) Validate() error {
 	}
 	if c.EnablePprof && c.AdminListen == "" {
 		errs = append(errs, errors.New("pprof is served on the admin listener: set an admin listen address"))
+	}
+	if c.Heartbeat < 0 {
+		errs = append(errs, errors.New("heartbeat must not be negative"))
+	}
+	if strings.ContainsAny(c.NodeID, "| \t\r\n") {
+		errs = append(errs, fmt.Errorf("node id %q may not contain '|' or whitespace", c.NodeID))
+	}
+	if c.AdvertiseURL != "" {
+		if u, err := url.Parse(c.AdvertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("advertise URL %q must be http(s)://host:port", c.AdvertiseURL))
+		}
+	}
+	if c.Redis != "" && c.Storage == nil {
+		if err := (storage.RedisOptions{URL: c.Redis, Options: storage.Options{Prefix: c.RedisPrefix}}).Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if defaults > 1 {
 		errs = append(errs, errors.New("instances: at most one instance may be the default"))

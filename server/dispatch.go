@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"time"
 
 	"github.com/signalrd/signalrd/protocol/svcproto"
@@ -10,7 +11,7 @@ import (
 // dispatch handles one message from an app server. It runs on the link's reader goroutine, so
 // everything one socket sends reaches each client in order.
 func (l *link) dispatch(m svcproto.Message) {
-	h := l.hub.conn
+	hs := l.hub
 	l.traceDispatch(m)
 	switch m := m.(type) {
 	case svcproto.Ping:
@@ -18,66 +19,72 @@ func (l *link) dispatch(m svcproto.Message) {
 	case svcproto.ConnectionData:
 		if c, ok := l.hub.client(m.ConnectionID); ok {
 			c.sendFromApp(m.Payload) // the Reader gives every message its own copy of its body
-
+		} else if cl := l.in.cl; cl != nil {
+			cl.toRelayedClient(l.ctx, m)
 		}
 		// Data for unknown or closed connections is expected after a close; drop it.
 	case svcproto.CloseConnection:
 		if c, ok := l.hub.client(m.ConnectionID); ok {
 			c.closeFromApp()
+		} else if cl := l.in.cl; cl != nil {
+			cl.toRelayedClient(l.ctx, m)
 		}
 	case svcproto.MultiConnectionData:
-		h.SendConnections(m.ConnectionIDs, m.Payloads)
+		hs.sendConnections(l.ctx, m.ConnectionIDs, m.Payloads)
 	case svcproto.UserData:
-		h.SendUsers([]string{m.UserID}, m.Payloads)
+		hs.sendUsers([]string{m.UserID}, m.Payloads)
 	case svcproto.MultiUserData:
-		h.SendUsers(m.UserIDs, m.Payloads)
+		hs.sendUsers(m.UserIDs, m.Payloads)
 	case svcproto.BroadcastData:
-		h.Broadcast(m.Payloads, m.ExcludedConnections)
+		hs.broadcast(m.Payloads, m.ExcludedConnections)
 	case svcproto.GroupBroadcastData:
-		h.SendGroup(m.Group, m.Payloads, m.ExcludedConnections, m.ExcludedUsers)
+		hs.sendGroup(m.Group, m.Payloads, m.ExcludedConnections, m.ExcludedUsers)
 	case svcproto.MultiGroupBroadcastData:
-		h.SendGroups(m.Groups, m.Payloads)
+		hs.sendGroups(m.Groups, m.Payloads)
 	case svcproto.JoinGroup:
-		h.JoinGroup(m.ConnectionID, m.Group)
+		l.onConn(m.ConnectionID, func(ctx context.Context) { hs.joinGroup(ctx, m.ConnectionID, m.Group) })
 	case svcproto.LeaveGroup:
-		h.LeaveGroup(m.ConnectionID, m.Group)
+		l.onConn(m.ConnectionID, func(ctx context.Context) { hs.leaveGroup(ctx, m.ConnectionID, m.Group) })
 	case svcproto.UserJoinGroup:
-		h.UserJoinGroup(m.UserID, m.Group, ttlOf(m.Ext))
+		hs.conn.UserJoinGroup(m.UserID, m.Group, ttlOf(m.Ext)) // local members at once, in link order
+		l.later(func(ctx context.Context) { hs.userJoinGroup(ctx, m.UserID, m.Group, ttlOf(m.Ext)) })
 	case svcproto.UserLeaveGroup:
-		h.UserLeaveGroup(m.UserID, m.Group)
+		hs.conn.UserLeaveGroup(m.UserID, m.Group)
+		l.later(func(ctx context.Context) { hs.userLeaveGroup(ctx, m.UserID, m.Group) })
 	case svcproto.JoinGroupWithAck:
-		l.ack(m.AckID, h.JoinGroup(m.ConnectionID, m.Group), m.Ext)
+		l.onConn(m.ConnectionID, func(ctx context.Context) { l.ack(m.AckID, hs.joinGroup(ctx, m.ConnectionID, m.Group), m.Ext) })
 	case svcproto.LeaveGroupWithAck:
-		l.ack(m.AckID, h.LeaveGroup(m.ConnectionID, m.Group), m.Ext)
+		l.onConn(m.ConnectionID, func(ctx context.Context) { l.ack(m.AckID, hs.leaveGroup(ctx, m.ConnectionID, m.Group), m.Ext) })
 	case svcproto.UserJoinGroupWithAck:
-		h.UserJoinGroup(m.UserID, m.Group, ttlOf(m.Ext))
-		l.ack(m.AckID, true, m.Ext)
+		hs.conn.UserJoinGroup(m.UserID, m.Group, ttlOf(m.Ext))
+		l.later(func(ctx context.Context) {
+			hs.userJoinGroup(ctx, m.UserID, m.Group, ttlOf(m.Ext))
+			l.ack(m.AckID, true, m.Ext)
+		})
 	case svcproto.UserLeaveGroupWithAck:
-		h.UserLeaveGroup(m.UserID, m.Group)
-		l.ack(m.AckID, true, m.Ext)
+		hs.conn.UserLeaveGroup(m.UserID, m.Group)
+		l.later(func(ctx context.Context) {
+			hs.userLeaveGroup(ctx, m.UserID, m.Group)
+			l.ack(m.AckID, true, m.Ext)
+		})
 	case svcproto.CheckUserInGroupWithAck:
-		l.ack(m.AckID, h.UserInGroup(m.UserID, m.Group), m.Ext)
+		l.later(func(ctx context.Context) { l.ack(m.AckID, hs.userInGroup(ctx, m.UserID, m.Group), m.Ext) })
 	case svcproto.CheckGroupExistenceWithAck:
-		l.ack(m.AckID, h.GroupExists(m.Group), m.Ext)
+		l.later(func(ctx context.Context) { l.ack(m.AckID, hs.groupExists(ctx, m.Group), m.Ext) })
 	case svcproto.CheckConnectionExistenceWithAck:
-		_, ok := h.Conn(m.ConnectionID)
-		l.ack(m.AckID, ok, m.Ext)
+		l.onConn(m.ConnectionID, func(ctx context.Context) { l.ack(m.AckID, hs.connExists(ctx, m.ConnectionID), m.Ext) })
 	case svcproto.CheckUserExistenceWithAck:
-		l.ack(m.AckID, h.UserExists(m.UserID), m.Ext)
+		l.later(func(ctx context.Context) { l.ack(m.AckID, hs.userExists(ctx, m.UserID), m.Ext) })
 	case svcproto.CloseConnectionWithAck:
-		c, ok := l.hub.client(m.ConnectionID)
-		if ok {
-			c.closeWith(closeReasonService, m.Reason, false)
-		}
-		l.ack(m.AckID, ok, m.Ext)
+		l.onConn(m.ConnectionID, func(ctx context.Context) { l.ack(m.AckID, hs.closeConn(ctx, m.ConnectionID, m.Reason), m.Ext) })
 	case svcproto.CloseConnectionsWithAck:
-		closeConns(h.Conns(), m.Reason, m.ExcludedConnections)
+		hs.closeAll(m.Reason, m.ExcludedConnections)
 		l.ack(m.AckID, true, m.Ext)
 	case svcproto.CloseUserConnectionsWithAck:
-		closeConns(h.UserConns(m.UserID), m.Reason, m.ExcludedConnections)
+		hs.closeUser(m.UserID, m.Reason, m.ExcludedConnections)
 		l.ack(m.AckID, true, m.Ext)
 	case svcproto.CloseGroupConnectionsWithAck:
-		closeConns(h.GroupConns(m.Group), m.Reason, m.ExcludedConnections)
+		hs.closeGroup(m.Group, m.Reason, m.ExcludedConnections)
 		l.ack(m.AckID, true, m.Ext)
 	case svcproto.ClientInvocation:
 		l.onClientInvocation(m)
@@ -96,6 +103,32 @@ func (l *link) dispatch(m svcproto.Message) {
 	default:
 		l.log.Debug("ignored service message", "type", m.Type())
 	}
+}
+
+// onConn runs a command or check on one connection: at once for a connection of this node
+// (keeping the link's order, which the SDK relies on: a JoinGroup then a group send), else
+// through later.
+func (l *link) onConn(connID string, fn func(ctx context.Context)) {
+	if _, ok := l.hub.conn.Conn(connID); ok {
+		fn(l.ctx)
+		return
+	}
+	l.later(fn)
+}
+
+// later runs a command or check at once on a single node. In a cluster, where it must ask
+// other nodes, it runs on its own goroutine so the link keeps reading; the Ack goes out when
+// the answers arrive (their effect on this node's connections was applied in link order).
+func (l *link) later(fn func(ctx context.Context)) {
+	if l.in.cl == nil {
+		fn(l.ctx)
+		return
+	}
+	l.in.srv.goConn(func() {
+		ctx, cancel := context.WithTimeout(l.ctx, rpcTimeout+storeTimeout)
+		defer cancel()
+		fn(ctx)
+	})
 }
 
 // ack answers an ack-able request: Ok when it took effect, NotFound otherwise.

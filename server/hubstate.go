@@ -51,6 +51,9 @@ func (h *hubState) addLink(l *link) {
 	}
 	s.links = append(s.links, l)
 	l.server = s
+	if cl := h.cl(); cl != nil && l.connType != svcproto.ConnWeak && !s.draining {
+		cl.announceServer(h.id, l.serverID, true)
+	}
 }
 
 // removeLink unregisters a link; the server goes away with its last link.
@@ -65,19 +68,54 @@ func (h *hubState) removeLink(l *link) {
 	if len(s.links) == 0 {
 		delete(h.servers, l.serverID)
 		delete(h.migrations, l.serverID) // a restarted server with the same id starts afresh
+		if cl := h.cl(); cl != nil {
+			cl.announceServer(h.id, l.serverID, false)
+		}
 	}
 }
 
-// hasServer reports whether any app server can take clients.
+// hasServer reports whether any app server can take clients, on this node or, in a cluster,
+// on another.
 func (h *hubState) hasServer() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, s := range h.servers {
-		if !s.draining && s.usable() != nil {
-			return true
-		}
+	if len(h.usableServerIDs()) > 0 {
+		return true
+	}
+	if cl := h.cl(); cl != nil {
+		return len(cl.remoteServers(h.in.srv.ctx, h.id)) > 0
 	}
 	return false
+}
+
+// usableServerIDs lists the servers that can take clients through this node.
+func (h *hubState) usableServerIDs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for id, s := range h.servers {
+		if !s.draining && s.usable() != nil {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// usableLink returns a client-carrying link of a server that is not draining, or nil.
+func (h *hubState) usableLink(serverID string) *link {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s := h.servers[serverID]; s != nil && !s.draining {
+		return s.usable()
+	}
+	return nil
+}
+
+// counted counts a client against l's server (a relayed client bound here).
+func (h *hubState) counted(l *link) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if l.server != nil {
+		l.server.clients++
+	}
 }
 
 // usable returns the client-carrying link of s with the fewest clients, or nil.
@@ -96,7 +134,7 @@ func (s *appServer) usable() *link {
 
 // pick chooses a link for a new client and counts the client against its server. Sticky modes
 // follow the SDK's ServerStickyMode: Preferred falls back to any server, Required does not.
-func (h *hubState) pick(mode auth.StickyMode, serverID string) (*link, error) {
+func (h *hubState) pick(mode auth.StickyMode, serverID, exclude string) (*link, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if mode != auth.StickyDisabled && serverID != "" {
@@ -120,7 +158,7 @@ func (h *hubState) pick(mode auth.StickyMode, serverID string) (*link, error) {
 	slices.Sort(ids)
 	for _, id := range ids {
 		s := h.servers[id]
-		if s.draining {
+		if s.draining || id == exclude {
 			continue
 		}
 		l := s.usable()
@@ -153,16 +191,27 @@ func (h *hubState) drain(serverID string) {
 	defer h.mu.Unlock()
 	if s := h.servers[serverID]; s != nil {
 		s.draining = true
+		if cl := h.cl(); cl != nil {
+			cl.announceServer(h.id, serverID, false)
+		}
 	}
 }
 
-// serverIDs lists the hub's server ids, sorted (the "servers" ping answer).
+// serverIDs lists the hub's server ids, sorted (the "servers" ping answer); a cluster adds
+// the servers connected to other nodes.
 func (h *hubState) serverIDs() []string {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	ids := make([]string, 0, len(h.servers))
 	for id := range h.servers {
 		ids = append(ids, id)
+	}
+	h.mu.Unlock()
+	if cl := h.cl(); cl != nil {
+		for _, s := range cl.remoteServers(h.in.srv.ctx, h.id) {
+			if !slices.Contains(ids, s.serverID) {
+				ids = append(ids, s.serverID)
+			}
+		}
 	}
 	slices.SortFunc(ids, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
 	return ids
@@ -217,10 +266,17 @@ func (h *hubState) clientSnapshot() []*client {
 
 // serverConnected reports whether a server has a client-carrying link and is not draining.
 func (h *hubState) serverConnected(serverID string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	s := h.servers[serverID]
-	return s != nil && !s.draining && s.usable() != nil
+	if h.usableLink(serverID) != nil {
+		return true
+	}
+	if cl := h.cl(); cl != nil {
+		for _, s := range cl.remoteServers(h.in.srv.ctx, h.id) {
+			if s.serverID == serverID {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // statefulAllowed reports whether an app server of the hub allows stateful reconnect (its

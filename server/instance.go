@@ -32,7 +32,8 @@ type instance struct {
 
 	upstream *upstream.Client // nil without upstream settings
 	met      *instanceMetrics
-	acl      *acl // network access control, read-only
+	acl      *acl     // network access control, read-only
+	cl       *cluster // nil when the node runs alone
 }
 
 func newInstance(s *Server, ic InstanceConfig, st Settings) (*instance, error) {

@@ -44,7 +44,25 @@ type link struct {
 
 	mu      sync.Mutex
 	clients map[string]*client
+	relayed map[string]*relayed // clients of other nodes bound here (cluster_relay.go)
 	closed  bool
+}
+
+func (l *link) bindRelayed(r *relayed) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.relayed == nil {
+		l.relayed = map[string]*relayed{}
+	}
+	l.relayed[r.id] = r
+}
+
+func (l *link) unbindRelayed(r *relayed) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.relayed[r.id] == r {
+		delete(l.relayed, r.id)
+	}
 }
 
 func (l *link) bind(c *client) {
@@ -64,7 +82,7 @@ func (l *link) unbind(c *client) {
 func (l *link) clientCount() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.clients)
+	return len(l.clients) + len(l.relayed)
 }
 
 func (l *link) isClosed() bool {
@@ -275,7 +293,14 @@ func (l *link) shutdown() {
 	for _, c := range l.clients {
 		clients = append(clients, c)
 	}
+	stubs := make([]*relayed, 0, len(l.relayed))
+	for _, r := range l.relayed {
+		stubs = append(stubs, r)
+	}
 	l.mu.Unlock()
+	for _, r := range stubs {
+		l.in.cl.dropRelay(r, true)
+	}
 	l.cancel()
 	l.out.Discard()
 	l.hub.removeLink(l)

@@ -67,11 +67,14 @@ func (h *hubState) migrationOf(serverID string) *migration {
 // migrateFrom moves every client of a server to another server of the hub.
 func (h *hubState) migrateFrom(serverID string) (moved, kept int) {
 	for _, c := range h.clientsOfServer(serverID) {
-		if c.migrate() {
+		if c.migrate(serverID) {
 			moved++
 		} else {
 			kept++
 		}
+	}
+	if cl := h.cl(); cl != nil {
+		moved += cl.migrateRelayed(h, serverID)
 	}
 	return moved, kept
 }
@@ -99,43 +102,52 @@ func (h *hubState) clientsOfServer(serverID string) []*client {
 // (service-protocol §7): client data is held while the old server is told the client migrates
 // away and the new one receives the same OpenConnection plus a synthesized handshake. Clients
 // bound to their server (sticky Required) stay.
-func (c *client) migrate() bool {
+func (c *client) migrate(from string) bool {
 	c.inMu.Lock() // pauses client -> server data; it resumes towards the new server
 	defer c.inMu.Unlock()
-	old := c.link.Load()
-	if c.done() || old == nil || c.codec == nil {
+	oldLink, oldRelay := c.link.Load(), c.relay.Load()
+	oldID := c.appServerID()
+	if c.done() || oldID == "" || oldID != from || c.codec == nil {
 		return false
 	}
 	if mode, _ := c.auth.Sticky(); mode == auth.StickyRequired {
 		return false
 	}
-	next, err := c.hub.pick(auth.StickyDisabled, "")
-	if err != nil || next.serverID == old.serverID {
-		if err == nil {
-			c.hub.released(next)
-		}
+	next, rt, err := c.hub.route(c.ctx, auth.StickyDisabled, "", oldID)
+	if err != nil {
 		return false
 	}
-	old.sendControl(svcproto.CloseConnection{
-		ConnectionID: c.id,
-		Headers:      svcproto.Headers{{Name: headerMigrateTo, Values: []string{next.serverID}}},
-	})
-	old.unbind(c)
-	c.hub.released(old)
-	next.bind(c)
-	c.link.Store(next)
-	headers := append(slices.Clone(c.startReq.headers), svcproto.Header{Name: headerMigrateFrom, Values: []string{old.serverID}})
-	open := svcproto.OpenConnection{
-		ConnectionID: c.id,
-		Claims:       toSvcClaims(auth.OpenConnectionClaims(c.auth)),
-		Headers:      headers,
-		QueryString:  c.startReq.query,
-		Ext:          svcproto.Ext{Protocol: c.protocol},
+	nextID := ""
+	if next != nil {
+		nextID = next.serverID
+	} else {
+		nextID = rt.serverID
 	}
-	err = next.sendData(c.ctx, open)
-	if err == nil {
-		hs := hubproto.AppendHandshakeRequest(nil, hubproto.HandshakeRequest{Protocol: c.protocol, Version: 1})
-		err = next.sendData(c.ctx, svcproto.ConnectionData{ConnectionID: c.id, Payload: hs})
+	bye := svcproto.CloseConnection{
+		ConnectionID: c.id,
+		Headers:      svcproto.Headers{{Name: headerMigrateTo, Values: []string{nextID}}},
+	}
+	if oldLink != nil {
+		oldLink.sendControl(bye)
+		oldLink.unbind(c)
+		c.hub.released(oldLink)
+		c.link.Store(nil)
+	} else {
+		f, _ := svcproto.AppendFrame(nil, bye)
+		c.closeRelay(oldRelay, "", f)
+		c.relay.Store(nil)
+	}
+	open := c.openMessage(oldID)
+	hs := hubproto.AppendHandshakeRequest(nil, hubproto.HandshakeRequest{Protocol: c.protocol, Version: 1})
+	if next != nil {
+		next.bind(c)
+		c.link.Store(next)
+		err = next.sendData(c.ctx, open)
+		if err == nil {
+			err = next.sendData(c.ctx, svcproto.ConnectionData{ConnectionID: c.id, Payload: hs})
+		}
+	} else {
+		err = c.openRelay(rt, open, hs)
 	}
 	if err != nil {
 		c.closeWith(closeReasonServerLost, reasonServerLost, true)

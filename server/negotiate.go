@@ -85,19 +85,35 @@ func (s *Server) handleNegotiate(w http.ResponseWriter, r *http.Request, in *ins
 		writeJSON(w, http.StatusOK, map[string]string{"error": noServerText(hub)})
 		return
 	}
+	// Offer stateful reconnect only when asked: the JS client aborts on an unrequested offer.
+	stateful := strings.EqualFold(r.URL.Query().Get("useStatefulReconnect"), "true") && (in.settings().StatefulReconnect || h.statefulAllowed())
+	resp := negotiateResponse{NegotiateVersion: version, AvailableTransports: transportsFor(tok), UseStatefulReconnect: stateful}
+	if in.cl != nil {
+		// Self-contained token: any node redeems it (cluster_forward.go).
+		flags := 0
+		if stateful {
+			flags |= tokenFlagStateful
+		}
+		if version == 0 {
+			flags |= tokenFlagV0
+		}
+		id, token := in.mintConnToken(hub, flags, in.settings().NegotiateTimeout)
+		resp.ConnectionID = id
+		if version >= 1 {
+			resp.ConnectionToken = token
+		}
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
 	id := newID()
-	resp := negotiateResponse{NegotiateVersion: version, ConnectionID: id, AvailableTransports: transportsFor(tok)}
+	resp.ConnectionID = id
 	token := id
 	if version >= 1 {
 		token = newID()
 		resp.ConnectionToken = token
 	}
 	c := newClient(in, h, id, token)
-	// Offer stateful reconnect only when asked: the JS client aborts on an unrequested offer.
-	if strings.EqualFold(r.URL.Query().Get("useStatefulReconnect"), "true") && (in.settings().StatefulReconnect || h.statefulAllowed()) {
-		resp.UseStatefulReconnect = true
-		c.st.negotiated = true
-	}
+	c.st.negotiated = stateful
 	in.register(c)
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -250,6 +250,9 @@ func serveREST(w http.ResponseWriter, r *http.Request, in *instance, routes []re
 		return
 	}
 	q.hub = auth.HubID(app, hub)
+	if q.forwardREST() {
+		return
+	}
 	h(q)
 }
 

@@ -74,10 +74,9 @@ func parseExecCommands(b []byte) ([]execStep, error) {
 }
 
 func restExecute(q *restReq) {
-	var filter *odataFilter
-	if f := q.r.URL.Query().Get("filter"); f != "" {
-		var err error
-		if filter, err = parseODataFilter(f); err != nil {
+	filter := q.r.URL.Query().Get("filter")
+	if filter != "" {
+		if _, err := parseODataFilter(filter); err != nil {
 			q.invalid(strings.TrimPrefix(err.Error(), "server: "), "filter")
 			return
 		}
@@ -95,27 +94,9 @@ func restExecute(q *restReq) {
 		q.invalid(payloadErrorText(err), "commands")
 		return
 	}
-	h := q.hubState()
-	targets := matchFilter(h.conn, filter)
-	ids := make([]string, len(targets))
-	for i, c := range targets {
-		ids[i] = c.ID()
-	}
-	for _, st := range steps {
-		switch st.kind {
-		case "sendmessage":
-			h.conn.SendConnections(ids, st.payloads)
-		case "joingroup":
-			for _, id := range ids {
-				h.conn.JoinGroup(id, st.group)
-			}
-		case "leavegroup":
-			for _, id := range ids {
-				h.conn.LeaveGroup(id, st.group)
-			}
-		case "closeconnection":
-			closeConns(targets, st.reason, nil)
-		}
+	if err := q.hubState().execute(q.r.Context(), filter, steps); err != nil {
+		q.fail(http.StatusInternalServerError, codeInternal, "Executing the commands failed: "+err.Error(), "")
+		return
 	}
 	q.done(http.StatusAccepted)
 }

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/signalrd/signalrd/router"
 )
 
 // Group membership operations (§6.4) and the paged group listing (§6.6).
@@ -37,7 +35,8 @@ func restConnLeaveAll(q *restReq) {
 // restUserJoin adds a user to a group. ttl (seconds) bounds the membership; without it the
 // membership does not expire; ttl=0 only adds the user's current connections.
 func restUserJoin(q *restReq) {
-	h := q.hubState().conn
+	hs := q.hubState()
+	h := hs.conn
 	if v := q.r.URL.Query().Get("ttl"); v != "" {
 		ttl, err := strconv.ParseInt(v, 10, 32)
 		if err != nil || ttl < 0 {
@@ -45,31 +44,35 @@ func restUserJoin(q *restReq) {
 			return
 		}
 		if ttl == 0 {
+			// Only the user's current connections, on this node and (in a cluster) the others.
 			for _, c := range h.UserConns(q.user) {
 				h.JoinGroup(c.ID(), q.group)
+			}
+			if cl := hs.cl(); cl != nil {
+				cl.askAll(q.r.Context(), &envelope{Kind: envJoinUserConns, Hub: hs.id, User: q.user, Group: q.group})
 			}
 			q.done(q.status(http.StatusOK, http.StatusAccepted))
 			return
 		}
-		h.UserJoinGroup(q.user, q.group, time.Duration(ttl)*time.Second)
+		hs.userJoinGroup(q.r.Context(), q.user, q.group, time.Duration(ttl)*time.Second)
 	} else {
-		h.UserJoinGroup(q.user, q.group, 0)
+		hs.userJoinGroup(q.r.Context(), q.user, q.group, 0)
 	}
 	q.done(q.status(http.StatusOK, http.StatusAccepted))
 }
 
 func restUserLeave(q *restReq) {
-	q.hubState().conn.UserLeaveGroup(q.user, q.group)
+	q.hubState().userLeaveGroup(q.r.Context(), q.user, q.group)
 	q.done(q.status(http.StatusNoContent, http.StatusAccepted))
 }
 
 func restUserLeaveAll(q *restReq) {
-	q.hubState().conn.UserLeaveGroup(q.user, "")
+	q.hubState().userLeaveGroup(q.r.Context(), q.user, "")
 	q.done(q.status(http.StatusNoContent, http.StatusOK))
 }
 
 func restUserInGroup(q *restReq) {
-	if !q.hubState().conn.UserInGroup(q.user, q.group) {
+	if !q.hubState().userInGroup(q.r.Context(), q.user, q.group) {
 		q.fail(http.StatusNotFound, codeUserNotInGroup, "User '"+q.user+"' is not in group '"+q.group+"'.", "user")
 		return
 	}
@@ -112,10 +115,9 @@ func restListGroup(q *restReq) {
 			return
 		}
 	}
-	conns := q.hubState().conn.GroupConns(q.group)
-	slices.SortFunc(conns, func(a, b router.Conn) int { return strings.Compare(a.ID(), b.ID()) })
-	start, _ := slices.BinarySearchFunc(conns, after, func(c router.Conn, id string) int { return strings.Compare(c.ID(), id) })
-	if after != "" && start < len(conns) && conns[start].ID() == after {
+	conns := q.hubState().groupMembers(q.r.Context(), q.group)
+	start, _ := slices.BinarySearchFunc(conns, after, func(c groupMember, id string) int { return strings.Compare(c.ConnectionID, id) })
+	if after != "" && start < len(conns) && conns[start].ConnectionID == after {
 		start++
 	}
 	limit := pageSize
@@ -124,7 +126,7 @@ func restListGroup(q *restReq) {
 	}
 	page := groupMemberPage{Value: []groupMember{}}
 	for i := start; i < len(conns) && len(page.Value) < limit; i++ {
-		page.Value = append(page.Value, groupMember{ConnectionID: conns[i].ID(), UserID: conns[i].UserID()})
+		page.Value = append(page.Value, conns[i])
 	}
 	end := start + len(page.Value)
 	if n := seen + len(page.Value); end < len(conns) && (top == 0 || n < top) && len(page.Value) > 0 {

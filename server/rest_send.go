@@ -10,7 +10,7 @@ func restBroadcast(q *restReq) {
 	if !ok {
 		return
 	}
-	q.hubState().conn.Broadcast(p, q.excluded())
+	q.hubState().broadcast(p, q.excluded())
 	q.done(http.StatusAccepted)
 }
 
@@ -19,7 +19,7 @@ func restSendUser(q *restReq) {
 	if !ok {
 		return
 	}
-	q.hubState().conn.SendUsers([]string{q.user}, p)
+	q.hubState().sendUsers([]string{q.user}, p)
 	q.done(http.StatusAccepted)
 }
 
@@ -38,7 +38,7 @@ func restSendGroup(q *restReq) {
 	if !ok {
 		return
 	}
-	q.hubState().conn.SendGroup(q.group, p, q.excluded(), nil)
+	q.hubState().sendGroup(q.group, p, q.excluded(), nil)
 	q.done(http.StatusAccepted)
 }
 
@@ -51,7 +51,7 @@ func restConnExists(q *restReq) {
 }
 
 func restUserExists(q *restReq) {
-	if !q.hubState().conn.UserExists(q.user) {
+	if !q.hubState().userExists(q.r.Context(), q.user) {
 		q.fail(http.StatusNotFound, codeUserNotExisted, "User '"+q.user+"' has no connection.", "user")
 		return
 	}
@@ -59,7 +59,7 @@ func restUserExists(q *restReq) {
 }
 
 func restGroupExists(q *restReq) {
-	if !q.hubState().conn.GroupExists(q.group) {
+	if !q.hubState().groupExists(q.r.Context(), q.group) {
 		q.fail(http.StatusNotFound, codeGroupNotExisted, "Group '"+q.group+"' has no connection.", "group")
 		return
 	}
@@ -79,16 +79,16 @@ func restCloseConn(q *restReq) {
 }
 
 func restCloseHub(q *restReq) {
-	closeConns(q.hubState().conn.Conns(), q.r.URL.Query().Get("reason"), q.excluded())
+	q.hubState().closeAll(q.r.URL.Query().Get("reason"), q.excluded())
 	q.done(http.StatusNoContent)
 }
 
 func restCloseUser(q *restReq) {
-	closeConns(q.hubState().conn.UserConns(q.user), q.r.URL.Query().Get("reason"), q.excluded())
+	q.hubState().closeUser(q.user, q.r.URL.Query().Get("reason"), q.excluded())
 	q.done(http.StatusNoContent)
 }
 
 func restCloseGroup(q *restReq) {
-	closeConns(q.hubState().conn.GroupConns(q.group), q.r.URL.Query().Get("reason"), q.excluded())
+	q.hubState().closeGroup(q.group, q.r.URL.Query().Get("reason"), q.excluded())
 	q.done(http.StatusNoContent)
 }

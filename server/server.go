@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -38,6 +39,7 @@ type Server struct {
 	proxies      proxyTrust    // Config.TrustedProxies, parsed
 	trace        traceBus      // live trace (trace.go); zero value ready
 	reload       reloadState   // what Reload last applied (reload.go)
+	ownStore     io.Closer     // the Redis storage New opened (nil: none, or injected)
 }
 
 // New validates cfg and builds a server. It starts no goroutines until Serve or Run.
@@ -57,11 +59,25 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.certs = certs
 	}
+	store, err := s.openStorage()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	node := cfg.NodeID
+	if node == "" {
+		node = newID()[:12]
+	}
 	for _, ic := range cfg.Instances {
 		in, err := newInstance(s, ic, cfg.Defaults.merged(ic.Settings))
 		if err != nil {
 			cancel()
+			s.closeStorage()
 			return nil, fmt.Errorf("server: %w", err)
+		}
+		if store != nil {
+			in.cl = newCluster(in, store.Namespace(ic.Name), node, cfg.Heartbeat)
+			in.router.Observe(in.cl, true)
 		}
 		s.instances = append(s.instances, in)
 		for _, h := range ic.Hosts {
@@ -101,6 +117,12 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	if err != nil {
 		l.Close()
 		s.stop()
+		return err
+	}
+	if err := s.startClusters(l); err != nil {
+		l.Close()
+		s.stop()
+		admin.close()
 		return err
 	}
 	errc := make(chan error, 1)
@@ -145,6 +167,7 @@ func (s *Server) stop() {
 	s.stopping = true
 	s.wgMu.Unlock()
 	s.wg.Wait()
+	s.closeStorage()
 }
 
 // track counts a transport handler as a connection owner so stop waits for it; it reports false

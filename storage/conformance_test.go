@@ -64,6 +64,7 @@ func runConformance(t *testing.T, newBackend backend) {
 		{"RefcountedUnsubscribe", testRefcountedUnsubscribe},
 		{"NamespaceIsolation", testNamespaceIsolation},
 		{"SetTTL", testSetTTL},
+		{"SetEntries", testSetEntries},
 		{"KeyTTL", testKeyTTL},
 		{"HeartbeatLiveNodes", testHeartbeat},
 		{"SubscribeFromHandler", testSubscribeFromHandler},
@@ -262,6 +263,9 @@ func testNamespaceIsolation(t *testing.T, newNode func() node) {
 		if err != nil || !slices.Equal(m, []string{"member-" + name}) {
 			t.Errorf("%s: SetMembers = %q, %v", name, m, err)
 		}
+		if e, err := s.SetEntries(ctx, "set"); err != nil || len(e) != 1 || e[0].Member != "member-"+name || e[0].Expires.IsZero() {
+			t.Errorf("%s: SetEntries = %v, %v", name, e, err)
+		}
 		nodes, err := s.LiveNodes(ctx)
 		if err != nil || !slices.Equal(nodes, []string{"node-" + name}) {
 			t.Errorf("%s: LiveNodes = %q, %v", name, nodes, err)
@@ -337,6 +341,112 @@ func testSetTTL(t *testing.T, newNode func() node) {
 	add("a", short)
 	add("b", short)
 	eventually(t, 5*time.Second, "the whole set to expire", func() bool { return len(members()) == 0 })
+}
+
+func testSetEntries(t *testing.T, newNode func() node) {
+	root := newNode()
+	s := root.Namespace("entries")
+	ctx := testCtx(t)
+	const short = 300 * time.Millisecond
+	// Expiry is on the backend's clock: Redis's, on this machine in tests, so close to ours.
+	// It has millisecond precision on Redis.
+	const slack = 2 * time.Second
+	add := func(s Storage, m string, ttl time.Duration) {
+		t.Helper()
+		if err := s.SetAdd(ctx, "g", m, ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries := func(s Storage, key string) []SetEntry {
+		t.Helper()
+		e, err := s.SetEntries(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	// check compares got with want (member -> ttl, 0: none), the expiries against [before, after] + ttl.
+	check := func(what string, got []SetEntry, before, after time.Time, want map[string]time.Duration) {
+		t.Helper()
+		var members, wantMembers []string
+		for _, e := range got {
+			members = append(members, e.Member)
+		}
+		for m := range want {
+			wantMembers = append(wantMembers, m)
+		}
+		slices.Sort(wantMembers)
+		if !slices.Equal(members, wantMembers) {
+			t.Fatalf("%s: members %q, want %q", what, members, wantMembers)
+		}
+		for _, e := range got {
+			ttl := want[e.Member]
+			switch {
+			case ttl <= 0 && !e.Expires.IsZero():
+				t.Errorf("%s: %s expires %v, want never", what, e.Member, e.Expires)
+			case ttl > 0 && (e.Expires.Before(before.Add(ttl-slack)) || e.Expires.After(after.Add(ttl+slack))):
+				t.Errorf("%s: %s expires %v, want within %v of [%v, %v]", what, e.Member, e.Expires, slack, before.Add(ttl), after.Add(ttl))
+			}
+		}
+	}
+
+	if got := entries(s, "g"); len(got) != 0 {
+		t.Fatalf("absent set = %v", got)
+	}
+	before := time.Now()
+	add(s, "short", short)
+	add(s, "forever", 0)
+	add(s, "long", time.Minute)
+	add(s, "b-hour", time.Hour)
+	add(s, "extended", short)
+	add(s, "extended", time.Minute) // moves its expiry
+	add(s, "persisted", time.Minute)
+	add(s, "persisted", 0) // drops its expiry
+	after := time.Now()
+	got := entries(s, "g")
+	check("entries", got, before, after, map[string]time.Duration{
+		"short": short, "forever": 0, "long": time.Minute, "b-hour": time.Hour,
+		"extended": time.Minute, "persisted": 0,
+	})
+	if m, err := s.SetMembers(ctx, "g"); err != nil || len(m) != len(got) {
+		t.Fatalf("SetMembers = %q, %v; SetEntries = %v", m, err, got)
+	}
+
+	// Namespaces and keys are isolated.
+	other := root.Namespace("entries-other")
+	add(other, "elsewhere", time.Minute)
+	if got := entries(root, "g"); len(got) != 0 {
+		t.Fatalf("root namespace sees %v", got)
+	}
+	if got := entries(s, "other-key"); len(got) != 0 {
+		t.Fatalf("other key sees %v", got)
+	}
+	check("other namespace", entries(other, "g"), before, time.Now(), map[string]time.Duration{"elsewhere": time.Minute})
+
+	// Expired members are excluded.
+	eventually(t, 5*time.Second, "the short member to leave SetEntries", func() bool {
+		e, err := s.SetEntries(ctx, "g")
+		return err == nil && !slices.ContainsFunc(e, func(e SetEntry) bool { return e.Member == "short" })
+	})
+	check("after expiry", entries(s, "g"), before, after, map[string]time.Duration{
+		"forever": 0, "long": time.Minute, "b-hour": time.Hour, "extended": time.Minute, "persisted": 0,
+	})
+	if err := s.SetRemove(ctx, "g", "long"); err != nil {
+		t.Fatal(err)
+	}
+	check("after remove", entries(s, "g"), before, after, map[string]time.Duration{
+		"forever": 0, "b-hour": time.Hour, "extended": time.Minute, "persisted": 0,
+	})
+	if err := s.SetRemoveAll(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(s, "g"); len(got) != 0 {
+		t.Fatalf("after remove all = %v", got)
+	}
+	// A set of expired members only is empty.
+	add(s, "x", short)
+	eventually(t, 5*time.Second, "the whole set to expire", func() bool { return len(entries(s, "g")) == 0 })
+	check("other namespace at the end", entries(other, "g"), before, time.Now(), map[string]time.Duration{"elsewhere": time.Minute})
 }
 
 func testKeyTTL(t *testing.T, newNode func() node) {
@@ -541,6 +651,7 @@ func testClosed(t *testing.T, newNode func() node) {
 	_, checks["Subscribe"] = n.Subscribe(ctx, "c", func(string, []byte) {})
 	_, checks["Get"] = n.Get(ctx, "k")
 	_, checks["LiveNodes"] = n.LiveNodes(ctx)
+	_, checks["SetEntries"] = n.Namespace("x").SetEntries(ctx, "s")
 	for op, err := range checks {
 		if !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after Close = %v, want ErrClosed", op, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -40,7 +41,10 @@ type memValue struct {
 // memSweepEvery bounds how long expired entries that nobody reads stay in memory.
 const memSweepEvery = time.Second
 
-var _ Storage = (*Memory)(nil)
+var (
+	_ Storage = (*Memory)(nil)
+	_ Storage = memView{} // what Namespace returns
+)
 
 // NewMemory returns an empty in-memory storage with its delivery goroutine started; Close
 // stops it. Invalid options panic (call opts.Validate first to report them).
@@ -225,6 +229,22 @@ func (c *memCore) membersLocked(k string, now time.Time) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+func (v memView) SetEntries(ctx context.Context, key string) ([]SetEntry, error) {
+	now, err := v.lock(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("storage: set entries: %w", err)
+	}
+	defer v.c.mu.Unlock()
+	var out []SetEntry
+	for m, exp := range v.c.sets[joinKey(v.c.opts.Prefix, v.ns, "s", key)] {
+		if !expired(exp, now) {
+			out = append(out, SetEntry{Member: m, Expires: exp})
+		}
+	}
+	slices.SortFunc(out, func(a, b SetEntry) int { return strings.Compare(a.Member, b.Member) })
+	return out, nil
 }
 
 func (v memView) SetContains(ctx context.Context, key, member string) (bool, error) {

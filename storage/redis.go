@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -92,7 +93,10 @@ type redisCore struct {
 	wg        sync.WaitGroup
 }
 
-var _ Storage = (*Redis)(nil)
+var (
+	_ Storage = (*Redis)(nil)
+	_ Storage = redisView{} // what Namespace returns
+)
 
 // NewRedis connects to Redis and checks it answers (bounded by ctx). A single address that
 // turns out to be a Cluster node is used as a Cluster seed. Close releases everything.
@@ -299,6 +303,11 @@ return 1`)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZRANGE', KEYS[1], string.format('(%d', now), '+inf', 'BYSCORE')`)
+	// scriptSetEntries is scriptSetMembers with scores: member, score, member, score, ...
+	scriptSetEntries = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGE', KEYS[1], string.format('(%d', now), '+inf', 'BYSCORE', 'WITHSCORES')`)
 	scriptSetContains = redis.NewScript(`
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not s then return 0 end
@@ -362,6 +371,35 @@ func (v redisView) SetMembers(ctx context.Context, key string) ([]string, error)
 		return nil, fmt.Errorf("storage: set members: %w", err)
 	}
 	return m, nil
+}
+
+func (v redisView) SetEntries(ctx context.Context, key string) ([]SetEntry, error) {
+	if err := v.check(); err != nil {
+		return nil, fmt.Errorf("storage: set entries: %w", err)
+	}
+	flat, err := scriptSetEntries.Run(ctx, v.c.client, []string{v.key("s", key)}).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("storage: set entries: %w", err)
+	}
+	if len(flat)%2 != 0 {
+		return nil, fmt.Errorf("storage: set entries: odd reply length %d", len(flat))
+	}
+	out := make([]SetEntry, 0, len(flat)/2)
+	for i := 0; i < len(flat); i += 2 {
+		// The score is the expiry in ms on Redis's clock, "inf" for none; Redis may format
+		// it with an exponent, so parse it as the double it is.
+		score, err := strconv.ParseFloat(flat[i+1], 64)
+		if err != nil {
+			return nil, fmt.Errorf("storage: set entries: member %q score %q: %w", flat[i], flat[i+1], err)
+		}
+		e := SetEntry{Member: flat[i]}
+		if !math.IsInf(score, 1) {
+			e.Expires = time.UnixMilli(int64(score))
+		}
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b SetEntry) int { return strings.Compare(a.Member, b.Member) })
+	return out, nil
 }
 
 func (v redisView) SetContains(ctx context.Context, key, member string) (bool, error) {

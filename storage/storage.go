@@ -62,6 +62,8 @@ type Registry interface {
 	SetRemove(ctx context.Context, key, member string) error
 	// SetMembers returns the live members of key, sorted; an absent set has none.
 	SetMembers(ctx context.Context, key string) ([]string, error)
+	// SetEntries returns the live members of key with their expiry (zero Time: no expiry), sorted by member.
+	SetEntries(ctx context.Context, key string) ([]SetEntry, error)
 	// SetContains reports whether member is a live member of key.
 	SetContains(ctx context.Context, key, member string) (bool, error)
 	// SetRemoveAll deletes the set key.
@@ -83,6 +85,13 @@ type Registry interface {
 	LiveNodes(ctx context.Context) ([]string, error)
 	// RemoveNode removes nodeID from the live nodes at once (graceful shutdown).
 	RemoveNode(ctx context.Context, nodeID string) error
+}
+
+// SetEntry is one live member of a set and its expiry, on the backend's clock (Redis's for
+// Redis); the zero Time means the member does not expire.
+type SetEntry struct {
+	Member  string
+	Expires time.Time
 }
 
 // Storage is one namespace of a backend: its keys, sets, nodes and topics are invisible to

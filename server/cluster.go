@@ -1,0 +1,379 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/signalrd/signalrd/storage"
+)
+
+// cluster joins one instance of this node to the same instance on every other node sharing
+// its storage (scale-out, docs/architecture.md "Scale-out"). It is nil when the node runs alone.
+//
+// Everything travels on the storage's pub/sub as msgpack envelopes (cluster_envelope.go):
+// fan-out on hub, user and group topics that a node subscribes to only while it has a local
+// member, and node-addressed messages on n/{node} (membership commands, queries, the relay
+// between a client's node and its app server's node, client results). The registry holds what
+// must outlive a message: connection ownership, the app servers of each hub, user-group
+// memberships with their TTL, node liveness and addresses.
+type cluster struct {
+	in        *instance
+	node      string
+	store     storage.Storage // the instance's namespace
+	log       *slog.Logger
+	heartbeat time.Duration
+	advertise atomic.Value // string: how peers reach this node (set by Serve)
+
+	pub      *publisher
+	interest *interest
+
+	rpcMu   sync.Mutex
+	rpcSeq  uint64
+	pending map[uint64]chan *envelope
+
+	liveMu  sync.RWMutex
+	live    map[string]bool
+	missing map[string]int
+	beats   int // consecutive successful heartbeats
+
+	relayMu sync.Mutex
+	relays  map[string]*relayed // app side: clients of other nodes bound to local links, by id
+
+	remoteInvMu sync.Mutex
+	remoteInv   map[string]remoteInvocation // client side: invocations whose caller is elsewhere
+
+	stats clusterStats
+	rr    atomic.Uint64 // round robin over remote app servers
+}
+
+// clusterStats count backplane traffic for metrics.
+type clusterStats struct {
+	published, lost, received, bad, forwarded atomic.Uint64
+}
+
+// Backplane names. Hub ids never contain '/', so topic and key names cannot collide.
+func topicAll(hub string) string          { return "a/" + hub }
+func topicUser(hub, user string) string   { return "u/" + hub + "/" + user }
+func topicGroup(hub, group string) string { return "g/" + hub + "/" + group }
+func topicNode(node string) string        { return "n/" + node }
+
+func keyConn(id string) string              { return "c/" + id }
+func keyNodeConns(node string) string       { return "nc/" + node }
+func keyAddr(node string) string            { return "addr/" + node }
+func keyServers(hub string) string          { return "s/" + hub }
+func keyUserGroups(hub, user string) string { return "ug/" + hub + "/" + user }
+func keyInvocation(connID, invID string) string {
+	return "inv/" + connID + "/" + invID
+}
+
+const (
+	// rpcTimeout bounds a node-addressed request waiting for its answer.
+	rpcTimeout = 5 * time.Second
+	// storeTimeout bounds one registry operation.
+	storeTimeout = 5 * time.Second
+	// publishQueue bounds the envelopes waiting for the backplane, per publisher shard.
+	publishQueue  = 8192
+	publishShards = 4
+)
+
+var errNodeGone = errors.New("server: node did not answer")
+
+func newCluster(in *instance, store storage.Storage, node string, heartbeat time.Duration) *cluster {
+	cl := &cluster{
+		in:        in,
+		node:      node,
+		store:     store,
+		log:       in.log.With("component", "cluster", "node", node),
+		heartbeat: heartbeat,
+		pending:   map[uint64]chan *envelope{},
+		relays:    map[string]*relayed{},
+		remoteInv: map[string]remoteInvocation{},
+		live:      map[string]bool{node: true},
+		missing:   map[string]int{},
+	}
+	cl.pub = newPublisher(store, cl.log, &cl.stats)
+	cl.interest = newInterest(cl)
+	cl.advertise.Store("")
+	return cl
+}
+
+// start subscribes to this node's topic and starts the publisher, the interest workers and the
+// liveness loop; they stop with ctx.
+func (cl *cluster) start(ctx context.Context, goFn func(func())) error {
+	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	if _, err := cl.store.Subscribe(sctx, topicNode(cl.node), cl.onMessage); err != nil {
+		return fmt.Errorf("cluster: subscribe to the node topic: %w", err)
+	}
+	cl.pub.start(ctx, goFn)
+	cl.interest.start(ctx, goFn)
+	goFn(func() { cl.runLiveness(ctx) })
+	return nil
+}
+
+// publish queues an envelope for the backplane without waiting; when the queue is full it is
+// lost (counted and logged) rather than stalling local delivery.
+func (cl *cluster) publish(topic string, e *envelope) {
+	e.Origin = cl.node
+	b, err := encodeEnvelope(e)
+	if err != nil {
+		cl.log.Error("backplane envelope", "err", err)
+		return
+	}
+	cl.pub.send(topic, b)
+}
+
+// publishWait queues an envelope, waiting while the queue is full (client data relayed to an
+// app server: backpressure rather than loss).
+func (cl *cluster) publishWait(ctx context.Context, topic string, e *envelope) error {
+	e.Origin = cl.node
+	b, err := encodeEnvelope(e)
+	if err != nil {
+		return err
+	}
+	return cl.pub.sendWait(ctx, topic, b)
+}
+
+// ask sends a request to one node and waits for its answer.
+func (cl *cluster) ask(ctx context.Context, node string, e *envelope) (*envelope, error) {
+	if node == cl.node {
+		return cl.answer(ctx, e), nil
+	}
+	ch := make(chan *envelope, 1)
+	cl.rpcMu.Lock()
+	cl.rpcSeq++
+	id := cl.rpcSeq
+	cl.pending[id] = ch
+	cl.rpcMu.Unlock()
+	defer func() {
+		cl.rpcMu.Lock()
+		delete(cl.pending, id)
+		cl.rpcMu.Unlock()
+	}()
+	e.ID = id
+	if err := cl.publishWait(ctx, topicNode(node), e); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+	defer cancel()
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %s: %w", errNodeGone, node, ctx.Err())
+	}
+}
+
+// askAll sends a request to every live node, this one included, and returns the answers that
+// arrived in time; a node that does not answer is logged and left out.
+func (cl *cluster) askAll(ctx context.Context, e *envelope) []*envelope {
+	nodes := cl.liveNodes()
+	out := make([]*envelope, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		req := *e
+		wg.Go(func() {
+			r, err := cl.ask(ctx, n, &req)
+			if err != nil {
+				cl.log.Warn("node did not answer", "peer", n, "kind", e.Kind, "err", err)
+				return
+			}
+			out[i] = r
+		})
+	}
+	wg.Wait()
+	res := out[:0]
+	for _, r := range out {
+		if r != nil {
+			res = append(res, r)
+		}
+	}
+	return res
+}
+
+// anyOK asks every node and reports whether one answered OK.
+func (cl *cluster) anyOK(ctx context.Context, e *envelope) bool {
+	for _, r := range cl.askAll(ctx, e) {
+		if r.OK {
+			return true
+		}
+	}
+	return false
+}
+
+// reply answers a request from another node.
+func (cl *cluster) reply(req *envelope, r *envelope) {
+	r.Kind, r.ID = envRPCReply, req.ID
+	cl.publish(topicNode(req.Origin), r)
+}
+
+// onMessage handles every envelope this node receives. It runs on the storage's delivery
+// goroutine: whatever may wait (requests) moves to a goroutine; deliveries and relay traffic
+// stay inline, which keeps them in order.
+func (cl *cluster) onMessage(topic string, b []byte) {
+	cl.stats.received.Add(1)
+	e, err := decodeEnvelope(b)
+	if err != nil {
+		cl.stats.bad.Add(1)
+		cl.log.Warn("dropped a backplane message", "err", err)
+		return
+	}
+	switch e.Kind {
+	case envSendAll, envSendUser, envSendGroup, envCloseAll, envCloseUser, envCloseGroup:
+		if e.Origin != cl.node {
+			cl.deliver(topic, e)
+		}
+	case envSendConns:
+		cl.deliver(topic, e)
+	case envRPCReply:
+		cl.rpcMu.Lock()
+		ch := cl.pending[e.ID]
+		cl.rpcMu.Unlock()
+		if ch != nil {
+			ch <- e
+		}
+	case envCloseConn, envJoin, envLeave, envUserJoin, envUserLeave, envQuery, envExecute, envJoinUserConns:
+		cl.in.srv.goConn(func() {
+			ctx, cancel := context.WithTimeout(cl.in.srv.ctx, rpcTimeout)
+			defer cancel()
+			cl.reply(e, cl.answer(ctx, e))
+		})
+	default:
+		cl.onRelay(e)
+	}
+}
+
+// liveNodes is the last known set of live nodes, sorted, this one included.
+func (cl *cluster) liveNodes() []string {
+	cl.liveMu.RLock()
+	defer cl.liveMu.RUnlock()
+	return sortedKeys(cl.live)
+}
+
+func (cl *cluster) isLive(node string) bool {
+	cl.liveMu.RLock()
+	defer cl.liveMu.RUnlock()
+	return cl.live[node]
+}
+
+// storeCtx bounds a registry operation.
+func (cl *cluster) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cl.in.srv.ctx, storeTimeout)
+}
+
+// background runs a registry write that nobody waits for; failures are logged.
+func (cl *cluster) background(what string, fn func(ctx context.Context) error) {
+	cl.in.srv.goConn(func() {
+		ctx, cancel := cl.storeCtx()
+		defer cancel()
+		if err := fn(ctx); err != nil {
+			cl.log.Warn("cluster registry write failed", "op", what, "err", err)
+		}
+	})
+}
+
+// publisher sends envelopes in order per topic: topics are hashed onto a few queues, each
+// drained by one goroutine, so a slow or unreachable backend never blocks the caller.
+type publisher struct {
+	ps     storage.PubSub
+	log    *slog.Logger
+	stats  *clusterStats
+	queues []chan pubItem
+	loss   *lossLogger
+}
+
+type pubItem struct {
+	topic string
+	data  []byte
+}
+
+func newPublisher(ps storage.PubSub, log *slog.Logger, st *clusterStats) *publisher {
+	p := &publisher{ps: ps, log: log, stats: st, loss: &lossLogger{log: log}}
+	for range publishShards {
+		p.queues = append(p.queues, make(chan pubItem, publishQueue))
+	}
+	return p
+}
+
+func (p *publisher) queue(topic string) chan pubItem {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(topic))
+	return p.queues[h.Sum32()%uint32(len(p.queues))]
+}
+
+func (p *publisher) start(ctx context.Context, goFn func(func())) {
+	for _, q := range p.queues {
+		goFn(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case it := <-q:
+					pctx, cancel := context.WithTimeout(ctx, storeTimeout)
+					err := p.ps.Publish(pctx, it.topic, it.data)
+					cancel()
+					if err != nil {
+						p.stats.lost.Add(1)
+						p.loss.fail(err)
+						continue
+					}
+					p.stats.published.Add(1)
+					p.loss.ok()
+				}
+			}
+		})
+	}
+}
+
+func (p *publisher) send(topic string, data []byte) {
+	select {
+	case p.queue(topic) <- pubItem{topic, data}:
+	default:
+		p.stats.lost.Add(1)
+		p.loss.fail(errors.New("publish queue full"))
+	}
+}
+
+func (p *publisher) sendWait(ctx context.Context, topic string, data []byte) error {
+	select {
+	case p.queue(topic) <- pubItem{topic, data}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// lossLogger logs the first failure of an outage, then at most every 10 s, and the recovery.
+type lossLogger struct {
+	log      *slog.Logger
+	mu       sync.Mutex
+	failing  bool
+	last     time.Time
+	failures int
+}
+
+func (l *lossLogger) fail(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failures++
+	if l.failing && time.Since(l.last) < 10*time.Second {
+		return
+	}
+	l.log.Warn("backplane publish failed: cross-node messages are being lost", "err", err, "lost_so_far", l.failures)
+	l.failing, l.last = true, time.Now()
+}
+
+func (l *lossLogger) ok() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failing {
+		l.log.Info("backplane publish recovered", "lost", l.failures)
+		l.failing, l.failures = false, 0
+	}
+}

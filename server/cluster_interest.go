@@ -1,0 +1,229 @@
+package server
+
+import (
+	"context"
+	"hash/fnv"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/signalrd/signalrd/storage"
+)
+
+// interest keeps this node subscribed to a hub, user or group topic exactly while it has a
+// local member (router.Observer events). The router reports changes under its lock, so set only
+// records the wish; a few workers (topics hashed onto them, so one topic's changes stay in order)
+// subscribe and unsubscribe.
+type interest struct {
+	cl     *cluster
+	mu     sync.Mutex
+	topics map[string]*topicState
+	work   []*workQueue
+}
+
+type topicState struct {
+	want   bool
+	queued bool
+	sub    storage.Subscription
+	ready  chan struct{} // closed once subscribed (while wanted)
+	hub    string        // user topics: load the user's groups once subscribed
+	user   string
+}
+
+// workQueue is an unbounded FIFO of topics with a wake-up signal: set must never block.
+type workQueue struct {
+	mu    sync.Mutex
+	items []string
+	wake  chan struct{}
+}
+
+func newInterest(cl *cluster) *interest {
+	i := &interest{cl: cl, topics: map[string]*topicState{}}
+	for range publishShards {
+		i.work = append(i.work, &workQueue{wake: make(chan struct{}, 1)})
+	}
+	return i
+}
+
+// set records whether the node wants topic; user and hub name user topics.
+func (i *interest) set(topic string, want bool, hub, user string) {
+	i.mu.Lock()
+	st := i.topics[topic]
+	if st == nil {
+		if !want {
+			i.mu.Unlock()
+			return
+		}
+		st = &topicState{ready: make(chan struct{}), hub: hub, user: user}
+		i.topics[topic] = st
+	}
+	st.want = want
+	enqueue := !st.queued
+	st.queued = true
+	i.mu.Unlock()
+	if enqueue {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(topic))
+		q := i.work[h.Sum32()%uint32(len(i.work))]
+		q.mu.Lock()
+		q.items = append(q.items, topic)
+		q.mu.Unlock()
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// wait returns once topic is subscribed, or at once when nothing local wants it.
+func (i *interest) wait(ctx context.Context, topic string) {
+	i.mu.Lock()
+	st := i.topics[topic]
+	if st == nil || !st.want {
+		i.mu.Unlock()
+		return
+	}
+	ready := st.ready
+	i.mu.Unlock()
+	select {
+	case <-ready:
+	case <-ctx.Done():
+	}
+}
+
+// subscribed lists the topics currently subscribed (tests and the trace page).
+func (i *interest) subscribed() []string {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	var out []string
+	for t, st := range i.topics {
+		if st.sub != nil {
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (i *interest) start(ctx context.Context, goFn func(func())) {
+	for _, q := range i.work {
+		goFn(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-q.wake:
+				}
+				for {
+					q.mu.Lock()
+					if len(q.items) == 0 {
+						q.mu.Unlock()
+						break
+					}
+					topic := q.items[0]
+					q.items = q.items[1:]
+					q.mu.Unlock()
+					i.reconcile(ctx, topic)
+				}
+			}
+		})
+	}
+}
+
+// reconcile brings one topic's subscription in line with the latest wish.
+func (i *interest) reconcile(ctx context.Context, topic string) {
+	i.mu.Lock()
+	st := i.topics[topic]
+	if st == nil {
+		i.mu.Unlock()
+		return
+	}
+	st.queued = false
+	want, sub := st.want, st.sub
+	i.mu.Unlock()
+	switch {
+	case want && sub == nil:
+		// Subscribe returns at once with a pending subscription while the backend is down.
+		s, err := i.cl.store.Subscribe(ctx, topic, i.cl.onMessage)
+		if err != nil {
+			if ctx.Err() == nil {
+				i.cl.log.Warn("backplane subscribe failed", "topic", topic, "err", err)
+			}
+			return
+		}
+		i.mu.Lock()
+		st.sub = s
+		close(st.ready)
+		again := !st.want && !st.queued
+		i.mu.Unlock()
+		if again {
+			i.set(topic, false, "", "")
+			return
+		}
+		if st.user != "" {
+			i.cl.loadUserGroups(ctx, st.hub, st.user)
+		}
+	case want && st.user != "":
+		// The user came back while still subscribed: the router forgot its groups meanwhile.
+		i.cl.loadUserGroups(ctx, st.hub, st.user)
+	case !want && sub != nil:
+		sub.Close()
+		i.mu.Lock()
+		st.sub = nil
+		st.ready = make(chan struct{})
+		if !st.want && !st.queued {
+			delete(i.topics, topic)
+		}
+		i.mu.Unlock()
+	case !want:
+		i.mu.Lock()
+		if !st.want && !st.queued && st.sub == nil {
+			delete(i.topics, topic)
+		}
+		i.mu.Unlock()
+	}
+}
+
+// HubActive implements router.Observer.
+func (cl *cluster) HubActive(hub string, active bool) {
+	cl.interest.set(topicAll(hub), active, "", "")
+}
+
+// UserActive implements router.Observer.
+func (cl *cluster) UserActive(hub, user string, active bool) {
+	cl.interest.set(topicUser(hub, user), active, hub, user)
+}
+
+// GroupActive implements router.Observer.
+func (cl *cluster) GroupActive(hub, group string, active bool) {
+	cl.interest.set(topicGroup(hub, group), active, "", "")
+}
+
+// loadUserGroups applies a user's stored group memberships when its first local connection
+// arrives (after subscribing to the user's topic, so no later change is missed).
+func (cl *cluster) loadUserGroups(ctx context.Context, hub, user string) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	entries, err := cl.store.SetEntries(ctx, keyUserGroups(hub, user))
+	if err != nil {
+		cl.log.Warn("loading a user's groups failed", "hub", hub, "user", user, "err", err)
+		return
+	}
+	h, ok := cl.in.router.Lookup(hub)
+	if !ok {
+		return
+	}
+	for _, e := range entries {
+		h.UserJoinGroupUntil(user, e.Member, e.Expires)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// splitServerMember parses a member of s/{hub}: "node|serverId".
+func splitServerMember(m string) (node, serverID string, ok bool) {
+	return strings.Cut(m, "|")
+}
