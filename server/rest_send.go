@@ -11,6 +11,7 @@ func restBroadcast(q *restReq) {
 		return
 	}
 	q.hubState().broadcast(p, q.excluded())
+	q.traceSend("broadcast", p)
 	q.done(http.StatusAccepted)
 }
 
@@ -20,6 +21,7 @@ func restSendUser(q *restReq) {
 		return
 	}
 	q.hubState().sendUsers([]string{q.user}, p)
+	q.traceSend("user:"+q.user, p)
 	q.done(http.StatusAccepted)
 }
 
@@ -30,6 +32,7 @@ func restSendConn(q *restReq) {
 		return
 	}
 	q.hubState().conn.SendConnection(q.conn, p)
+	q.traceSend("connections:"+q.conn, p)
 	q.done(http.StatusAccepted)
 }
 
@@ -39,6 +42,7 @@ func restSendGroup(q *restReq) {
 		return
 	}
 	q.hubState().sendGroup(q.group, p, q.excluded(), nil)
+	q.traceSend("group:"+q.group, p)
 	q.done(http.StatusAccepted)
 }
 

@@ -64,6 +64,9 @@ func New(cfg Config) (*Server, error) {
 		cancel()
 		return nil, err
 	}
+	if st, ok := store.(statsSource); ok {
+		s.metrics.reg.MustRegister(storageCollector{st})
+	}
 	node := cfg.NodeID
 	if node == "" {
 		node = newID()[:12]
@@ -78,6 +81,7 @@ func New(cfg Config) (*Server, error) {
 		if store != nil {
 			in.cl = newCluster(in, store.Namespace(ic.Name), node, cfg.Heartbeat)
 			in.router.Observe(in.cl, true)
+			s.metrics.reg.MustRegister(clusterCollector{in.cl})
 		}
 		s.instances = append(s.instances, in)
 		for _, h := range ic.Hosts {

@@ -281,6 +281,23 @@ func (l *link) traceDispatch(m svcproto.Message) {
 	default:
 		return
 	}
+	b.fanOut(e, payloads)
+}
+
+// traceREST records a message sent through the REST API (server id "rest-api").
+func (q *restReq) traceSend(target string, payloads svcproto.Payloads) {
+	b := &q.in.srv.trace
+	if !b.on() {
+		return
+	}
+	b.fanOut(&traceEvent{Kind: traceMessage, Instance: q.in.name, Hub: q.hubState().id, ServerID: traceRESTServer, Direction: traceServerToClient, Target: target}, payloads)
+}
+
+// traceRESTServer stands for the REST API where an app server's id would be.
+const traceRESTServer = "rest-api"
+
+// fanOut publishes one event for a send to several recipients.
+func (b *traceBus) fanOut(e *traceEvent, payloads svcproto.Payloads) {
 	if len(payloads) == 0 {
 		return
 	}

@@ -315,3 +315,19 @@ func TestTraceNetworkACL(t *testing.T) {
 		t.Fatalf("snapshot of a denied instance = %d %s, want 403", st, body)
 	}
 }
+
+// TestTraceRESTSends: messages the REST API sends show in the live trace like an app server's,
+// with "rest-api" as the server.
+func TestTraceRESTSends(t *testing.T) {
+	t.Parallel()
+	ts := servertest.Start(t, server.Config{AdminListen: "on", TraceToken: testTraceToken, Defaults: server.Settings{Mode: server.ModeServerless}})
+	s := openTrace(t, ts, "payloads=1")
+	if st := restSendAll(t, ts, server.DevAccessKey, "chat", "news"); st != http.StatusAccepted {
+		t.Fatalf("REST broadcast = %d", st)
+	}
+	e := s.expect("REST broadcast", func(e traceEvent) bool { return e.Kind == "message" && e.ServerID == "rest-api" })
+	if e.Hub != "chat" || e.Target != "broadcast" || e.Direction != "server-to-client" || e.MessageType != "Invocation" ||
+		e.Payload == nil || !strings.Contains(*e.Payload, `"news"`) {
+		t.Fatalf("REST broadcast event = %+v", e)
+	}
+}
