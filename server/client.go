@@ -41,7 +41,6 @@ type client struct {
 	hub   *hubState
 	id    string // public connection id
 	token string // connection token (the transport's id= parameter)
-	log   *slog.Logger
 	out   *transport.Outbox
 
 	// Set by the first transport request, before any other use.
@@ -61,6 +60,7 @@ type client struct {
 
 	link       atomic.Pointer[link]        // the app-server socket carrying this client
 	relay      atomic.Pointer[relayTarget] // or, in a cluster, the node holding one (cluster_relay.go)
+	early      earlyFanout                 // relayed: fan-out that overtook the handshake response
 	serverless atomic.Bool                 // the service itself answers this client (no app server)
 	ready      atomic.Bool                 // the handshake response is queued: fan-out may deliver
 
@@ -86,14 +86,25 @@ type client struct {
 
 	// Cluster: the connection token's expiry, and whether this node recorded its ownership.
 	tokenExpires time.Time
-	claimed      bool
+	claimed      atomic.Bool
 
 	calls serviceCalls  // invocations sent by the service itself (REST :invoke)
 	poll  pollState     // long polling only
 	st    statefulState // stateful reconnect (WebSockets only)
 
 	attachMu     sync.Mutex
-	attachCancel context.CancelFunc // ends the current WebSocket attachment
+	attachCancel func() // ends the current WebSocket attachment
+
+	lastWrite atomic.Int64               // unix nanos of the last batch written to a WebSocket
+	keepAlive atomic.Pointer[time.Timer] // serverless WebSockets: Ping after serverlessKeepAlive of silence
+}
+
+// debug logs at debug level with the connection's attributes. A logger per connection would
+// cost every idle connection its preformatted attributes; this builds one only when it logs.
+func (c *client) debug(msg string, args ...any) {
+	if l := c.in.log; l.Enabled(context.Background(), slog.LevelDebug) {
+		l.With("component", "client", "hub", c.hub.id, "conn_id", c.id).Debug(msg, args...)
+	}
 }
 
 func newClient(in *instance, h *hubState, id, token string) *client {
@@ -103,7 +114,6 @@ func newClient(in *instance, h *hubState, id, token string) *client {
 		id:    id,
 		token: token,
 		out:   transport.NewOutbox(in.settings().OutboxBytes),
-		log:   in.log.With("component", "client", "hub", h.id, "conn_id", id),
 		split: protocol.Splitter{Format: protocol.Text, Max: in.settings().MaxMessageSize},
 	}
 	c.ctx, c.cancel = context.WithCancel(in.srv.ctx)
@@ -128,6 +138,9 @@ func (c *client) Protocol() string { return c.protocol }
 // must be the first thing the client reads.
 func (c *client) Send(frame []byte) bool {
 	if !c.ready.Load() {
+		if c.relay.Load() != nil {
+			return c.holdEarly(frame) // cluster_relay.go
+		}
 		return false
 	}
 	return c.push(frame)
@@ -144,6 +157,9 @@ func (c *client) push(frame []byte) bool {
 // first such message is the hub handshake response, after which the client is ready.
 func (c *client) sendFromApp(frame []byte) bool {
 	ok := c.push(frame)
+	if c.relay.Load() != nil && !c.ready.Load() {
+		c.releaseEarly() // cluster_relay.go
+	}
 	c.ready.Store(true)
 	return ok
 }
@@ -195,8 +211,17 @@ func (c *client) finish(kind, reason string) {
 		// Cancel first (it unblocks a receive waiting on a congested link), then wait for any
 		// receive in progress: a handshake that was binding the client completes before cleanup.
 		c.cancel()
+		c.attachMu.Lock()
+		endAttachment := c.attachCancel
+		c.attachMu.Unlock()
+		if endAttachment != nil {
+			endAttachment() // closes the WebSocket, as cancelling ctx does for other transports
+		}
 		c.inMu.Lock() // also waits for a receive in progress
 		c.stopHandshakeTimer()
+		if t := c.keepAlive.Load(); t != nil {
+			t.Stop()
+		}
 		c.inMu.Unlock()
 		if r, _ := c.closeReason.Load().(string); reason == "" && r != "" {
 			reason = r
@@ -211,13 +236,15 @@ func (c *client) finish(kind, reason string) {
 			c.openGauge.Dec()
 			c.in.srv.traceClient(traceClientDisconnected, c, traceReason(kind, reason))
 		}
+		// In a cluster the registry forgets the connection before its app server hears of the
+		// close (which may ask any node whether the connection still exists).
+		c.releaseOwnership()
 		if c.serverless.Load() {
 			c.serverlessClosed(reason)
 		}
 		if rt := c.relay.Load(); rt != nil && !c.appClosed.Load() {
 			c.closeRelay(rt, reason, nil)
 		}
-		c.releaseOwnership()
 		if l := c.link.Load(); l != nil {
 			l.unbind(c)
 			c.hub.released(l)
@@ -225,7 +252,7 @@ func (c *client) finish(kind, reason string) {
 				l.sendControl(svcproto.CloseConnection{ConnectionID: c.id, ErrorMessage: reason})
 			}
 		}
-		c.log.Debug("client closed", "kind", kind, "reason", reason)
+		c.debug("client closed", "kind", kind, "reason", reason)
 	})
 }
 

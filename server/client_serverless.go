@@ -22,9 +22,16 @@ func (c *client) serverlessHandshake(req hubproto.HandshakeRequest) error {
 	}
 	c.serverless.Store(true)
 	c.hub.conn.Add(c)
+	if cl := c.in.cl; cl != nil {
+		// Before the upstream hears of it: a REST send right after `connected` must reach it.
+		cl.connReady(c.ctx, c.hub.id, c.userID)
+	}
 	c.openGauge = c.in.srv.metrics.clientOpened(c.in.name, c.transport, c.protocol)
 	c.in.srv.traceClient(traceClientConnected, c, "")
 	c.sendFromApp(hubproto.AppendHandshakeResponse(nil, ""))
+	if c.transport == transportNameWebSockets {
+		c.armKeepAlive()
+	}
 	c.emit(upstream.Event{Category: "connections", Event: "connected", Body: upstream.ConnectedBody(), ContentType: "application/json"}, nil)
 	return nil
 }
@@ -126,8 +133,35 @@ func (c *client) keepAliveFrame() []byte {
 	return f
 }
 
-// pumpOptions: serverless clients get a Ping after 15 s without traffic (the official clients
-// give up after 30 s of silence).
+// serverlessKeepAlive: serverless clients get a Ping after 15 s without traffic (the official
+// clients give up after 30 s of silence).
+const serverlessKeepAlive = 15 * time.Second
+
+// pumpOptions are the SSE pump's: its ticker sends the serverless keep-alive.
 func (c *client) pumpOptions() transport.PumpOptions {
-	return transport.PumpOptions{KeepAlive: 15 * time.Second, KeepAliveFunc: c.keepAliveFrame}
+	return transport.PumpOptions{KeepAlive: serverlessKeepAlive, KeepAliveFunc: c.keepAliveFrame}
+}
+
+// armKeepAlive starts the keep-alive of a serverless WebSocket client, whose writes have no
+// resident goroutine to tick: a timer that queues a Ping once nothing was written for
+// serverlessKeepAlive (finish stops it).
+func (c *client) armKeepAlive() {
+	c.lastWrite.Store(time.Now().UnixNano())
+	t := time.AfterFunc(time.Hour, c.keepAliveTick)
+	c.keepAlive.Store(t)
+	t.Reset(serverlessKeepAlive)
+}
+
+func (c *client) keepAliveTick() {
+	if c.done() {
+		return
+	}
+	idle := time.Since(time.Unix(0, c.lastWrite.Load()))
+	if idle >= serverlessKeepAlive {
+		if f := c.keepAliveFrame(); f != nil {
+			c.out.Push(f)
+		}
+		idle = 0
+	}
+	c.keepAlive.Load().Reset(serverlessKeepAlive - idle)
 }

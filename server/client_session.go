@@ -164,8 +164,13 @@ func (c *client) handshake(frame []byte) error {
 	if l != nil {
 		c.link.Store(l)
 		l.bind(c)
+	} else {
+		c.relay.Store(rt) // before Add: fan-out from now on is held until the handshake response
 	}
 	c.hub.conn.Add(c)
+	if cl := c.in.cl; cl != nil {
+		cl.connReady(c.ctx, c.hub.id, c.userID) // before the app server can send it anything
+	}
 	c.openGauge = c.in.srv.metrics.clientOpened(c.in.name, c.transport, c.protocol)
 	c.in.srv.traceClient(traceClientConnected, c, "")
 	open := c.openMessage("")
@@ -252,6 +257,7 @@ func toSvcClaims(cs []auth.Claim) []svcproto.Claim {
 func (c *client) stopHandshakeTimer() {
 	if c.hsTimer != nil {
 		c.hsTimer.Stop()
+		c.hsTimer = nil // an idle connection keeps no spent timer
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,15 +33,17 @@ type cluster struct {
 
 	pub      *publisher
 	interest *interest
+	nodeSub  storage.Subscription // n/{node}; closed when the node leaves
 
 	rpcMu   sync.Mutex
 	rpcSeq  uint64
-	pending map[uint64]chan *envelope
+	pending map[uint64]pendingAsk
 
 	liveMu  sync.RWMutex
 	live    map[string]bool
 	missing map[string]int
-	beats   int // consecutive successful heartbeats
+	gone    map[string]time.Time // nodes found dead or that said they left, and when
+	beats   int                  // consecutive successful heartbeats
 
 	relayMu sync.Mutex
 	relays  map[string]*relayed // app side: clients of other nodes bound to local links, by id
@@ -91,11 +94,12 @@ func newCluster(in *instance, store storage.Storage, node string, heartbeat time
 		store:     store,
 		log:       in.log.With("component", "cluster", "node", node),
 		heartbeat: heartbeat,
-		pending:   map[uint64]chan *envelope{},
+		pending:   map[uint64]pendingAsk{},
 		relays:    map[string]*relayed{},
 		remoteInv: map[string]remoteInvocation{},
 		live:      map[string]bool{node: true},
 		missing:   map[string]int{},
+		gone:      map[string]time.Time{},
 	}
 	cl.pub = newPublisher(store, cl.log, &cl.stats)
 	cl.interest = newInterest(cl)
@@ -108,9 +112,20 @@ func newCluster(in *instance, store storage.Storage, node string, heartbeat time
 func (cl *cluster) start(ctx context.Context, goFn func(func())) error {
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	if _, err := cl.store.Subscribe(sctx, topicNode(cl.node), cl.onMessage); err != nil {
+	sub, err := cl.store.Subscribe(sctx, topicNode(cl.node), cl.onMessage)
+	if err != nil {
 		return fmt.Errorf("cluster: subscribe to the node topic: %w", err)
 	}
+	cl.nodeSub = sub
+	// Before the node serves anything: remove what an earlier life of this node id left in the
+	// registry (done later, it would also remove the connections this life claimed meanwhile,
+	// and the address the first beat just stored), renew its liveness entry and address, and
+	// read the live peers. Until its first heartbeat tick the node would otherwise take itself
+	// for alone: no app server of another node to route clients to (in Auto mode they silently
+	// became serverless clients), no peer to ask, no address for peers to forward requests to.
+	cl.forgetNode(sctx, cl.node)
+	cl.beat(sctx)
+	cl.checkPeers(sctx)
 	cl.pub.start(ctx, goFn)
 	cl.interest.start(ctx, goFn)
 	goFn(func() { cl.runLiveness(ctx) })
@@ -149,13 +164,17 @@ func (cl *cluster) ask(ctx context.Context, node string, e *envelope) (*envelope
 	cl.rpcMu.Lock()
 	cl.rpcSeq++
 	id := cl.rpcSeq
-	cl.pending[id] = ch
+	cl.pending[id] = pendingAsk{ch, node}
 	cl.rpcMu.Unlock()
 	defer func() {
 		cl.rpcMu.Lock()
 		delete(cl.pending, id)
 		cl.rpcMu.Unlock()
 	}()
+	// Registered first: a node found gone from now on abandons this request (forgetPeer).
+	if cl.isGone(node) {
+		return nil, fmt.Errorf("%w: %s: %w", errNodeGone, node, errNodeLeft)
+	}
 	e.ID = id
 	if err := cl.publishWait(ctx, topicNode(node), e); err != nil {
 		return nil, err
@@ -164,16 +183,55 @@ func (cl *cluster) ask(ctx context.Context, node string, e *envelope) (*envelope
 	defer cancel()
 	select {
 	case r := <-ch:
+		if r == nil {
+			return nil, fmt.Errorf("%w: %s: %w", errNodeGone, node, errNodeLeft)
+		}
 		return r, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %s: %w", errNodeGone, node, ctx.Err())
 	}
 }
 
+// pendingAsk is a request waiting for a node's answer.
+type pendingAsk struct {
+	ch   chan *envelope // buffered 1; nil is sent when the node is gone
+	node string
+}
+
+// errNodeLeft ends the requests to a node found dead or gone while they waited.
+var errNodeLeft = errors.New("the node left the cluster")
+
+// forgetPeer takes a node that left or died out of the live nodes and ends the requests
+// waiting for its answer, which would otherwise each wait rpcTimeout. It does not block.
+func (cl *cluster) forgetPeer(node string) {
+	cl.liveMu.Lock()
+	delete(cl.live, node)
+	delete(cl.missing, node)
+	cl.gone[node] = time.Now()
+	cl.liveMu.Unlock()
+	cl.rpcMu.Lock()
+	defer cl.rpcMu.Unlock()
+	for _, p := range cl.pending {
+		if p.node == node {
+			select {
+			case p.ch <- nil:
+			default:
+			}
+		}
+	}
+}
+
+func (cl *cluster) isGone(node string) bool {
+	cl.liveMu.RLock()
+	defer cl.liveMu.RUnlock()
+	_, gone := cl.gone[node]
+	return gone
+}
+
 // askAll sends a request to every live node, this one included, and returns the answers that
 // arrived in time; a node that does not answer is logged and left out.
 func (cl *cluster) askAll(ctx context.Context, e *envelope) []*envelope {
-	nodes := cl.liveNodes()
+	nodes := cl.liveNodesNow(ctx)
 	out := make([]*envelope, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
@@ -181,7 +239,9 @@ func (cl *cluster) askAll(ctx context.Context, e *envelope) []*envelope {
 		wg.Go(func() {
 			r, err := cl.ask(ctx, n, &req)
 			if err != nil {
-				cl.log.Warn("node did not answer", "peer", n, "kind", e.Kind, "err", err)
+				if !errors.Is(err, errNodeLeft) {
+					cl.log.Warn("node did not answer", "peer", n, "kind", e.Kind, "err", err)
+				}
 				return
 			}
 			out[i] = r
@@ -233,13 +293,21 @@ func (cl *cluster) onMessage(topic string, b []byte) {
 		cl.deliver(topic, e)
 	case envRPCReply:
 		cl.rpcMu.Lock()
-		ch := cl.pending[e.ID]
+		p, ok := cl.pending[e.ID]
 		cl.rpcMu.Unlock()
-		if ch != nil {
-			ch <- e
+		if ok {
+			select {
+			case p.ch <- e:
+			default: // abandoned already (forgetPeer)
+			}
+		}
+	case envNodeLeft:
+		if e.Origin != cl.node {
+			cl.forgetPeer(e.Origin) // at once: requests in flight to it end now
+			cl.spawn(func() { cl.nodeLeft(e.Origin) })
 		}
 	case envCloseConn, envJoin, envLeave, envUserJoin, envUserLeave, envQuery, envExecute, envJoinUserConns:
-		cl.in.srv.goConn(func() {
+		cl.spawn(func() {
 			ctx, cancel := context.WithTimeout(cl.in.srv.ctx, rpcTimeout)
 			defer cancel()
 			cl.reply(e, cl.answer(ctx, e))
@@ -262,17 +330,83 @@ func (cl *cluster) isLive(node string) bool {
 	return cl.live[node]
 }
 
+// isLiveNow is isLive, re-reading the live nodes when node is unknown: a node that joined since
+// the last heartbeat reading already owns connections.
+func (cl *cluster) isLiveNow(ctx context.Context, node string) bool {
+	if cl.isLive(node) {
+		return true
+	}
+	read := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	nodes, err := cl.store.LiveNodes(ctx)
+	cancel()
+	if err != nil || !slices.Contains(nodes, node) {
+		return false
+	}
+	cl.liveMu.Lock()
+	defer cl.liveMu.Unlock()
+	return cl.adoptLocked(node, read)
+}
+
+// adoptLocked marks a node live on the strength of a registry reading started at read, unless
+// this node learned since then that the node left or died: a reading taken before that (a
+// concurrent one) is stale and would bring the node back, to be found dead again later.
+func (cl *cluster) adoptLocked(node string, read time.Time) bool {
+	if g, ok := cl.gone[node]; ok {
+		if !read.After(g) {
+			return false
+		}
+		delete(cl.gone, node) // it came back (a restart with the same id)
+	}
+	cl.live[node] = true
+	return true
+}
+
+// liveNodesNow is liveNodes plus the nodes that joined since the last heartbeat reading: a
+// question to every node must not miss the connections of a node that just started.
+func (cl *cluster) liveNodesNow(ctx context.Context) []string {
+	read := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	nodes, err := cl.store.LiveNodes(ctx)
+	cancel()
+	if err == nil {
+		cl.liveMu.Lock()
+		for _, n := range nodes {
+			cl.adoptLocked(n, read)
+		}
+		cl.liveMu.Unlock()
+	}
+	return cl.liveNodes()
+}
+
 // storeCtx bounds a registry operation.
 func (cl *cluster) storeCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cl.in.srv.ctx, storeTimeout)
 }
 
+// spawn runs f on a goroutine the server waits for when it stops, unless it is stopping
+// already. Unlike goConn it may be called from goroutines the server does not own (the
+// storage's delivery goroutine, which outlives a node sharing its storage): starting a
+// goroutine there once the server's WaitGroup is being waited on would race with the Wait.
+func (cl *cluster) spawn(f func()) {
+	s := cl.in.srv
+	if !s.track() {
+		return
+	}
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
 // background runs a registry write that nobody waits for; failures are logged.
 func (cl *cluster) background(what string, fn func(ctx context.Context) error) {
-	cl.in.srv.goConn(func() {
+	cl.spawn(func() {
 		ctx, cancel := cl.storeCtx()
 		defer cancel()
-		if err := fn(ctx); err != nil {
+		// A write cut short by the node stopping is no failure worth a warning: leave() removes
+		// what the node recorded (app servers, connections) anyway.
+		if err := fn(ctx); err != nil && cl.in.srv.ctx.Err() == nil {
 			cl.log.Warn("cluster registry write failed", "op", what, "err", err)
 		}
 	})
@@ -320,7 +454,9 @@ func (p *publisher) start(ctx context.Context, goFn func(func())) {
 					cancel()
 					if err != nil {
 						p.stats.lost.Add(1)
-						p.loss.fail(err)
+						if ctx.Err() == nil { // not the node stopping: an outage
+							p.loss.fail(err)
+						}
 						continue
 					}
 					p.stats.published.Add(1)

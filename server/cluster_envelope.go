@@ -43,6 +43,7 @@ const (
 	envRelayRefused  // app node -> client node: no socket of the server (Text: reason)
 	envInvokeFailed  // client node -> caller node: Conns[0] closed with Group=invocation id pending
 	envJoinUserConns // REST user join with ttl=0: the user's current connections join Group; answered
+	envNodeLeft      // a node leaving gracefully tells each peer (addressed to n/{peer})
 )
 
 // envelope is one backplane message, msgpack-encoded once per send. Field names are short:

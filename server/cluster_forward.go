@@ -104,18 +104,21 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request, in *instance, hu
 	ctx, cancel := cl.storeCtx()
 	v, err := cl.store.Get(ctx, keyConn(t.id))
 	cancel()
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		// Registry unreachable: start the connection here rather than refuse every client while
+		// Redis is down (other nodes cannot reach it until the registry is back).
+		cl.log.Warn("connection registry unreachable: starting the connection without checking its owner", "err", err)
+		err = storage.ErrNotFound
+	}
 	switch {
-	case err == nil && len(v) > 0 && string(v) != cl.node && cl.isLive(string(v)):
+	case err == nil && len(v) > 0 && string(v) != cl.node && cl.isLiveNow(r.Context(), string(v)):
 		if r.Header.Get(headerForwarded) != "" {
 			return nil, errNoConnection // the registry and the forwarding peer disagree: never loop
 		}
 		cl.forward(w, r, string(v))
 		return nil, errForwarded
-	case err == nil, !errors.Is(err, storage.ErrNotFound) && err != nil, time.Now().After(t.expires):
+	case err == nil, time.Now().After(t.expires):
 		// Owned by this node but finished, owned by a dead node, a tombstone, or expired.
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			cl.log.Warn("connection registry unreachable: cannot redeem a connection token", "err", err)
-		}
 		return nil, errNoConnection
 	}
 	c := newClient(in, in.hub(hub), t.id, token)
@@ -130,10 +133,10 @@ var errNoConnection = errors.New("server: no connection with that id")
 // claimOwnership records this node as the connection's owner when its first transport starts.
 func (c *client) claimOwnership() {
 	cl := c.in.cl
-	if cl == nil || c.claimed {
+	if cl == nil || c.claimed.Load() {
 		return
 	}
-	c.claimed = true
+	c.claimed.Store(true)
 	if err := cl.claim(c.ctx, c.id); err != nil {
 		cl.log.Warn("recording connection ownership failed: other nodes cannot reach this connection", "conn_id", c.id, "err", err)
 	}
@@ -141,7 +144,7 @@ func (c *client) claimOwnership() {
 
 // releaseOwnership leaves a tombstone until the token expires (or removes the record).
 func (c *client) releaseOwnership() {
-	if c.in.cl == nil || !c.claimed {
+	if c.in.cl == nil || !c.claimed.Load() {
 		return
 	}
 	c.in.cl.release(c.id, time.Until(c.tokenExpires))

@@ -106,6 +106,18 @@ func (i *interest) subscribed() []string {
 	return out
 }
 
+// closeAll ends every subscription when the node leaves (the workers have stopped).
+func (i *interest) closeAll() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	for t, st := range i.topics {
+		if st.sub != nil {
+			st.sub.Close()
+		}
+		delete(i.topics, t)
+	}
+}
+
 func (i *interest) start(ctx context.Context, goFn func(func())) {
 	for _, q := range i.work {
 		goFn(func() {
@@ -200,23 +212,45 @@ func (cl *cluster) GroupActive(hub, group string, active bool) {
 	cl.interest.set(topicGroup(hub, group), active, "", "")
 }
 
+// connReady makes a connection just added to the router reachable through the backplane
+// before its app server hears of it: the hub and user topics its arrival subscribed this node
+// to are subscribed, and its user's stored group memberships are applied with their topics
+// subscribed. Otherwise what the app server sends from OnConnected on (to all, to the user, to
+// the user's groups) is published before this node listens, and lost, whenever the connection
+// is the first of its hub or user here. Waits only for what is not in place yet.
+func (cl *cluster) connReady(ctx context.Context, hub, user string) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	cl.interest.wait(ctx, topicAll(hub))
+	if user == "" {
+		return
+	}
+	cl.interest.wait(ctx, topicUser(hub, user))
+	groups := cl.loadUserGroups(ctx, hub, user)
+	for _, g := range groups {
+		cl.interest.wait(ctx, topicGroup(hub, g))
+	}
+}
+
 // loadUserGroups applies a user's stored group memberships when its first local connection
 // arrives (after subscribing to the user's topic, so no later change is missed).
-func (cl *cluster) loadUserGroups(ctx context.Context, hub, user string) {
+func (cl *cluster) loadUserGroups(ctx context.Context, hub, user string) (groups []string) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	entries, err := cl.store.SetEntries(ctx, keyUserGroups(hub, user))
 	if err != nil {
 		cl.log.Warn("loading a user's groups failed", "hub", hub, "user", user, "err", err)
-		return
+		return nil
 	}
 	h, ok := cl.in.router.Lookup(hub)
 	if !ok {
-		return
+		return nil
 	}
 	for _, e := range entries {
 		h.UserJoinGroupUntil(user, e.Member, e.Expires)
+		groups = append(groups, e.Member)
 	}
+	return groups
 }
 
 func sortedKeys[V any](m map[string]V) []string {

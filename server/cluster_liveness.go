@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/signalrd/signalrd/protocol/svcproto"
@@ -9,20 +10,20 @@ import (
 
 // Node liveness. Every heartbeat a node renews its liveness entry (TTL: nodeTTLBeats
 // heartbeats), its advertised address and its app servers' entries, then compares the live
-// nodes with the previous reading. A node missing from two readings in a row (taken while this
-// node's own heartbeats succeed, so a Redis restart that expired everyone's entry at once is
-// not mistaken for deaths) is dead: every node sends its app servers `offline` for it and drops
-// what it relayed for it; the first live node removes its connections from the registry.
+// nodes with the previous reading. A node missing from two readings in a row (taken once this
+// node's own heartbeats have succeeded for a whole TTL, so a Redis restart that expired
+// everyone's entry at once is not mistaken for deaths) is dead: every node sends its app
+// servers `offline` for it and drops what it relayed for it; the first live node removes its
+// connections from the registry.
 // Bound: a node stops at t; its entry expires by t+TTL; it is declared dead within two more
-// heartbeats (TTL 4 heartbeats: ≤ 6 heartbeats, 12 s by default).
+// heartbeats (TTL 4 heartbeats: ≤ 6 heartbeats, 12 s by default). A node that stops gracefully
+// says so (envNodeLeft, leave): its peers react at once, as to a death but without the wait.
 const nodeTTLBeats = 4
 
 func (cl *cluster) nodeTTL() time.Duration { return nodeTTLBeats * cl.heartbeat }
 
 func (cl *cluster) runLiveness(ctx context.Context) {
-	cl.beat(ctx)
-	cl.forgetNode(ctx, cl.node) // what an earlier life of this node id left behind
-	t := time.NewTicker(cl.heartbeat)
+	t := time.NewTicker(cl.heartbeat) // start made the first heartbeat and reading
 	defer t.Stop()
 	for {
 		select {
@@ -37,18 +38,27 @@ func (cl *cluster) runLiveness(ctx context.Context) {
 	}
 }
 
-// beat renews this node's liveness and address.
+// beat renews this node's liveness and address. An address entry gone before its TTL says the
+// registry lost what this node wrote (Redis restarted empty, or this node could not reach it
+// for longer than the TTL): the ownership records of its connections went with it, and without
+// them no other node can reach those connections (sends, membership, forwarded requests), so
+// they are written again. So they are when the entry could not be read (the first command after
+// a Redis restart may fail on a stale connection): writing them again is harmless.
 func (cl *cluster) beat(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
+	_, gerr := cl.store.Get(ctx, keyAddr(cl.node))
 	err := cl.store.Heartbeat(ctx, cl.node, cl.nodeTTL())
 	if err == nil {
 		err = cl.store.Put(ctx, keyAddr(cl.node), []byte(cl.advertise.Load().(string)), cl.nodeTTL())
 	}
+	if err == nil && gerr != nil {
+		cl.in.srv.goConn(cl.reclaim)
+	}
 	cl.liveMu.Lock()
 	defer cl.liveMu.Unlock()
 	if err != nil {
-		if cl.beats > 0 {
+		if cl.beats > 0 && !errors.Is(err, context.Canceled) { // not the node stopping
 			cl.log.Warn("cluster heartbeat failed: peers will see this node as dead if it lasts", "err", err)
 		}
 		cl.beats = 0
@@ -57,10 +67,38 @@ func (cl *cluster) beat(ctx context.Context) {
 	cl.beats++
 }
 
+// reclaim records this node's open connections as its own again, after the registry lost them.
+func (cl *cluster) reclaim() {
+	n := 0
+	for _, h := range cl.in.hubSnapshot() {
+		for _, c := range h.clientSnapshot() {
+			if !c.claimed.Load() || c.ctx.Err() != nil {
+				continue
+			}
+			if err := cl.claim(c.ctx, c.id); err != nil {
+				if c.ctx.Err() == nil {
+					cl.log.Warn("recording connection ownership again failed", "err", err)
+					return
+				}
+				continue
+			}
+			if c.ctx.Err() != nil {
+				c.releaseOwnership() // it finished meanwhile: its tombstone again
+				continue
+			}
+			n++
+		}
+	}
+	if n > 0 {
+		cl.log.Info("the registry had lost this node's connections: recorded them again", "connections", n)
+	}
+}
+
 // checkPeers reads the live nodes and handles the ones that died.
 func (cl *cluster) checkPeers(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	nodes, err := cl.store.LiveNodes(ctx)
+	read := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	nodes, err := cl.store.LiveNodes(rctx)
 	cancel()
 	if err != nil {
 		return
@@ -68,7 +106,16 @@ func (cl *cluster) checkPeers(ctx context.Context) {
 	var dead []string
 	cl.liveMu.Lock()
 	now := map[string]bool{cl.node: true}
+	for n, g := range cl.gone {
+		if read.Sub(g) > 2*storeTimeout { // no reading in flight is that old
+			delete(cl.gone, n)
+		}
+	}
 	for _, n := range nodes {
+		if g, ok := cl.gone[n]; ok && !read.After(g) {
+			continue // it left or died after this reading started
+		}
+		delete(cl.gone, n)
 		now[n] = true
 		delete(cl.missing, n)
 	}
@@ -77,7 +124,10 @@ func (cl *cluster) checkPeers(ctx context.Context) {
 			continue
 		}
 		cl.missing[n]++
-		if cl.missing[n] >= 2 && cl.beats >= 2 {
+		// Judged only once this node's own heartbeats have succeeded for a whole TTL: after a
+		// Redis outage every node's client recovers on its own schedule (go-redis probes a
+		// refused address once a second), and a live peer may renew its entry that much later.
+		if cl.missing[n] >= 2 && cl.beats > nodeTTLBeats {
 			dead = append(dead, n)
 			delete(cl.missing, n)
 			continue
@@ -92,6 +142,7 @@ func (cl *cluster) checkPeers(ctx context.Context) {
 	cl.live = now
 	cl.liveMu.Unlock()
 	for _, n := range dead {
+		cl.forgetPeer(n)
 		cl.nodeDied(ctx, n)
 	}
 }
@@ -99,6 +150,24 @@ func (cl *cluster) checkPeers(ctx context.Context) {
 // nodeDied reacts to a dead peer.
 func (cl *cluster) nodeDied(ctx context.Context, node string) {
 	cl.log.Warn("node is dead: its clients reconnect through the remaining nodes", "peer", node)
+	cl.dropNode(node)
+	if live := cl.liveNodes(); len(live) > 0 && live[0] == cl.node {
+		cl.forgetNode(ctx, node)
+	}
+}
+
+// nodeLeft reacts to a peer that said it left (leave; onMessage called forgetPeer already):
+// at once, rather than after the two heartbeat readings that find a node dead, during which
+// every question to all nodes would wait rpcTimeout for its answer. The peer removed its own
+// registry entries.
+func (cl *cluster) nodeLeft(node string) {
+	cl.log.Info("node left", "peer", node)
+	cl.dropNode(node)
+}
+
+// dropNode tells the app servers that a node is gone (the SDK drops the clients whose
+// Asrs-Instance-Id names it) and ends what this node relayed or awaited for it.
+func (cl *cluster) dropNode(node string) {
 	offline := svcproto.Ping{Values: []string{"offline", node}}
 	for _, h := range cl.in.hubSnapshot() {
 		for _, l := range h.linkSnapshot() {
@@ -107,9 +176,6 @@ func (cl *cluster) nodeDied(ctx context.Context, node string) {
 	}
 	cl.dropRelaysOf(node)
 	cl.failInvocationsOn(node)
-	if live := cl.liveNodes(); len(live) > 0 && live[0] == cl.node {
-		cl.forgetNode(ctx, node)
-	}
 }
 
 // forgetNode removes a node's connections and address from the registry.
@@ -137,13 +203,37 @@ func (cl *cluster) forgetNode(ctx context.Context, node string) {
 func (cl *cluster) leave() {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
+	// Receive nothing more: the subscriptions would outlive the node on a shared storage.
+	if cl.nodeSub != nil {
+		cl.nodeSub.Close()
+	}
+	cl.interest.closeAll()
+	peers := cl.liveNodesNow(ctx) // a peer that joined since the last heartbeat too
 	_ = cl.store.RemoveNode(ctx, cl.node)
+	// Tell the peers (the publisher has stopped: publish directly), after leaving the live
+	// nodes so that none of them adds this node back from the registry.
+	if b, err := encodeEnvelope(&envelope{Origin: cl.node, Kind: envNodeLeft}); err == nil {
+		for _, n := range peers {
+			if n != cl.node {
+				_ = cl.store.Publish(ctx, topicNode(n), b)
+			}
+		}
+	}
 	for _, h := range cl.in.hubSnapshot() {
-		for _, id := range h.serverIDs() {
+		// Only the servers connected here: serverIDs would also read the other nodes' servers
+		// with the server's context, which is over by now (a warning at every shutdown).
+		for _, id := range h.localServerIDs() {
 			_ = cl.store.SetRemove(ctx, keyServers(h.id), cl.node+"|"+id)
 		}
 	}
 	cl.forgetNode(ctx, cl.node)
+}
+
+// localServerIDs lists the hub's app servers with a socket on this node, draining ones too.
+func (h *hubState) localServerIDs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return sortedKeys(h.servers)
 }
 
 // refreshServers renews the registry entries of the app servers that can take clients here.
@@ -171,6 +261,15 @@ func (cl *cluster) announceServer(hub, serverID string, usable bool) {
 	})
 }
 
+// announceServerNow publishes a usable app server of a hub and returns once it is written.
+func (cl *cluster) announceServerNow(ctx context.Context, hub, serverID string) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	if err := cl.store.SetAdd(ctx, keyServers(hub), cl.node+"|"+serverID, cl.nodeTTL()); err != nil && cl.in.srv.ctx.Err() == nil {
+		cl.log.Warn("cluster registry write failed", "op", "announce app server", "err", err)
+	}
+}
+
 // remoteServer is an app server reachable through another node.
 type remoteServer struct{ node, serverID string }
 
@@ -186,7 +285,7 @@ func (cl *cluster) remoteServers(ctx context.Context, hub string) []remoteServer
 	var out []remoteServer
 	for _, m := range members {
 		node, id, ok := splitServerMember(m)
-		if ok && node != cl.node && cl.isLive(node) {
+		if ok && node != cl.node && cl.isLiveNow(ctx, node) { // a node that just joined counts
 			out = append(out, remoteServer{node, id})
 		}
 	}
@@ -205,18 +304,22 @@ func (cl *cluster) claim(ctx context.Context, connID string) error {
 }
 
 // release marks a finished connection: a tombstone until its connection token would have
-// expired anyway, so the token cannot start it again on another node.
+// expired anyway, so the token cannot start it again on another node. It returns once written:
+// the connection's app server, told of the close next, may ask any node whether the
+// connection exists, and that node reads the registry.
 func (cl *cluster) release(connID string, tombstone time.Duration) {
-	cl.background("release connection", func(ctx context.Context) error {
-		var err error
-		if tombstone > 0 {
-			err = cl.store.Put(ctx, keyConn(connID), nil, tombstone)
-		} else {
-			err = cl.store.Delete(ctx, keyConn(connID))
-		}
-		if err != nil {
-			return err
-		}
-		return cl.store.SetRemove(ctx, keyNodeConns(cl.node), connID)
-	})
+	ctx, cancel := cl.storeCtx()
+	defer cancel()
+	var err error
+	if tombstone > 0 {
+		err = cl.store.Put(ctx, keyConn(connID), nil, tombstone)
+	} else {
+		err = cl.store.Delete(ctx, keyConn(connID))
+	}
+	if err == nil {
+		err = cl.store.SetRemove(ctx, keyNodeConns(cl.node), connID)
+	}
+	if err != nil && cl.in.srv.ctx.Err() == nil {
+		cl.log.Warn("cluster registry write failed", "op", "release connection", "conn_id", connID, "err", err)
+	}
 }

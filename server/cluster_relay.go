@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/signalrd/signalrd/auth"
@@ -156,7 +157,7 @@ func (cl *cluster) onRelay(e *envelope) {
 		}
 	case envRelayMigrate:
 		if c, ok := cl.in.hub(e.Hub).client(id); ok {
-			cl.in.srv.goConn(func() { c.migrate(e.Server) })
+			cl.spawn(func() { c.migrate(e.Server) })
 		}
 	case envInvoke:
 		cl.onRemoteInvoke(e)
@@ -295,4 +296,52 @@ func decodeFrame(b []byte) (svcproto.Message, error) {
 	var r svcproto.Reader
 	r.Write(b)
 	return r.Next()
+}
+
+// earlyFanout holds what fan-out delivers to a relayed client before its app server's
+// handshake response arrived. The response travels on this node's topic, fan-out on the hub,
+// user and group topics: the backplane keeps order per topic only, so a message the app server
+// sent after the handshake (from OnConnected: to all, to the user, to a group) can arrive
+// first. A client with a local link gets both in the order its socket carried them; a relayed
+// one gets the held messages right after the response instead of losing them.
+type earlyFanout struct {
+	mu     sync.Mutex
+	frames [][]byte
+	size   int
+	done   bool // the response arrived: nothing is held any more
+}
+
+// Bounds of what a relayed client holds before its handshake response; beyond them fan-out
+// skips it, as it skips any client before its handshake.
+const (
+	earlyMaxFrames = 256
+	earlyMaxBytes  = 1 << 20
+)
+
+// holdEarly keeps a fan-out frame for a relayed client that is not ready yet.
+func (c *client) holdEarly(frame []byte) bool {
+	e := &c.early
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.done {
+		return c.push(frame) // the response arrived meanwhile
+	}
+	if len(e.frames) >= earlyMaxFrames || e.size+len(frame) > earlyMaxBytes {
+		return false
+	}
+	e.frames = append(e.frames, frame)
+	e.size += len(frame)
+	return true
+}
+
+// releaseEarly queues the held frames after the handshake response.
+func (c *client) releaseEarly() {
+	e := &c.early
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.done = true
+	for _, f := range e.frames {
+		c.push(f)
+	}
+	e.frames, e.size = nil, 0
 }

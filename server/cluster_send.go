@@ -383,7 +383,7 @@ func (cl *cluster) owner(ctx context.Context, connID string) (string, bool) {
 		return "", false
 	}
 	node := string(v)
-	return node, cl.isLive(node)
+	return node, cl.isLiveNow(ctx, node)
 }
 
 // deliver applies a fan-out envelope to this node's connections.
@@ -482,6 +482,13 @@ func (cl *cluster) answer(ctx context.Context, e *envelope) *envelope {
 		if err := cl.in.hub(e.Hub).executeLocal(e.Text, steps); err != nil {
 			cl.log.Warn(":execute from a peer failed", "peer", e.Origin, "err", err)
 			return r
+		}
+		// Answer once the groups joined here receive their messages, as a JoinGroup does: a
+		// group send right after the 202 reaches the new members.
+		for _, st := range steps {
+			if st.kind == "joingroup" {
+				cl.interest.wait(ctx, topicGroup(e.Hub, st.group))
+			}
 		}
 		r.OK = true
 	}

@@ -40,8 +40,10 @@ var (
 	errStickyRequired = errors.New("sticky server gone")
 )
 
-// addLink registers a link after its handshake.
-func (h *hubState) addLink(l *link) {
+// addLink registers a link after its handshake. It reports whether, in a cluster, the link's
+// server is to be announced to the other nodes (a client-carrying link of a server that is not
+// draining); the caller does it before answering the handshake, outside the lock.
+func (h *hubState) addLink(l *link) (announce bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s := h.servers[l.serverID]
@@ -51,9 +53,7 @@ func (h *hubState) addLink(l *link) {
 	}
 	s.links = append(s.links, l)
 	l.server = s
-	if cl := h.cl(); cl != nil && l.connType != svcproto.ConnWeak && !s.draining {
-		cl.announceServer(h.id, l.serverID, true)
-	}
+	return h.cl() != nil && l.connType != svcproto.ConnWeak && !s.draining
 }
 
 // removeLink unregisters a link; the server goes away with its last link.

@@ -32,7 +32,7 @@ func (l *link) onClientInvocation(m svcproto.ClientInvocation) {
 		if node, found := cl.owner(l.ctx, m.ConnectionID); found && node != cl.node {
 			inv.clientNode = node
 			l.in.addInvocation(inv)
-			cl.recordInvocation(m.ConnectionID, m.InvocationID)
+			cl.recordInvocation(l.ctx, m.ConnectionID, m.InvocationID, true)
 			f, _ := svcproto.AppendFrame(nil, m)
 			cl.publish(topicNode(node), &envelope{Kind: envInvoke, Hub: l.hub.id, Conns: []string{m.ConnectionID}, Group: m.InvocationID, Data: f})
 			// Lets the SDK fail the invocation when that node goes offline.
@@ -50,7 +50,8 @@ func (l *link) onClientInvocation(m svcproto.ClientInvocation) {
 	inv.client, inv.hostedBy = c, c.appServerID()
 	l.in.addInvocation(inv)
 	if cl != nil {
-		cl.recordInvocation(m.ConnectionID, m.InvocationID)
+		// A relayed client's hosting server reports the completion to another node.
+		cl.recordInvocation(l.ctx, m.ConnectionID, m.InvocationID, c.relay.Load() != nil)
 	}
 	c.deliverInvocation(m)
 }
@@ -169,11 +170,23 @@ func (in *instance) expireInvocations(now time.Time) {
 
 // Cluster side of client results.
 
-// recordInvocation names this node as the one waiting for an invocation's completion.
-func (cl *cluster) recordInvocation(connID, id string) {
-	cl.background("record invocation", func(ctx context.Context) error {
+// recordInvocation names this node as the one waiting for an invocation's completion. With
+// wait, when the completion may reach another node (the client or its hosting server is
+// elsewhere), it returns once written: the invocation goes out only then, or a quick client's
+// completion could look for the record before it exists and be dropped.
+func (cl *cluster) recordInvocation(ctx context.Context, connID, id string, wait bool) {
+	write := func(ctx context.Context) error {
 		return cl.store.Put(ctx, keyInvocation(connID, id), []byte(cl.node), invocationTimeout)
-	})
+	}
+	if !wait {
+		cl.background("record invocation", write)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	if err := write(ctx); err != nil {
+		cl.log.Warn("recording a client invocation failed: its completion may not find the caller", "conn_id", connID, "err", err)
+	}
 }
 
 func (cl *cluster) forgetInvocation(connID, id string) {

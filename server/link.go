@@ -217,7 +217,12 @@ func (s *Server) runLink(l *link, ws *websocket.Conn) {
 	l.stateful = hs.AllowStatefulReconnect
 	// Register before answering: once the SDK sees the response it may negotiate clients. Anything
 	// queued for the link meanwhile waits in the outbox, behind the response written here.
-	l.hub.addLink(l)
+	if l.hub.addLink(l) {
+		// The other nodes find app servers in the registry: there too before the answer, or a
+		// client negotiating on another node right after would find no server (or not the one
+		// its sticky token requires).
+		in.cl.announceServerNow(l.ctx, l.hub.id, l.serverID)
+	}
 	in.srv.metrics.serverSockets.WithLabelValues(in.name).Inc()
 	defer in.srv.metrics.serverSockets.WithLabelValues(in.name).Dec()
 	reply(svcproto.HandshakeResponse{ConnectionID: l.cid})

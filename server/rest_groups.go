@@ -13,7 +13,9 @@ import (
 // Group membership operations (§6.4) and the paged group listing (§6.6).
 
 func restConnJoin(q *restReq) {
-	if !q.hubState().conn.JoinGroup(q.conn, q.group) {
+	// Through the hub facade: in a cluster it answers once this node receives the group's
+	// messages, so a group send right after the 200, on any node, reaches the new member.
+	if !q.hubState().joinGroup(q.r.Context(), q.conn, q.group) {
 		q.fail(http.StatusNotFound, codeErrorConnectionNotExisted, "Connection '"+q.conn+"' does not exist.", "connectionId")
 		return
 	}

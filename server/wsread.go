@@ -15,7 +15,16 @@ var readBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // readStream reads WebSocket messages as one byte stream, handing every chunk to fn. It returns
 // when the socket fails or closes, ctx ends, or fn returns an error.
 func readStream(ctx context.Context, ws *websocket.Conn, fn func([]byte) error) error {
+	return readStreamUntil(ctx, ws, fn, nil)
+}
+
+// readStreamUntil is readStream that also returns (nil) after a message at whose end done, if
+// not nil, reports true.
+func readStreamUntil(ctx context.Context, ws *websocket.Conn, fn func([]byte) error, done func() bool) error {
 	for {
+		if done != nil && done() {
+			return nil
+		}
 		_, r, err := ws.Reader(ctx)
 		if err != nil {
 			return err

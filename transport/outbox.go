@@ -23,20 +23,34 @@ type Outbox struct {
 	size    int
 	closed  bool // no more pushes; what is queued is still drained
 	overrun bool
-	ready   chan struct{} // signalled (cap 1) when frames arrive or state changes
+	ready   chan struct{} // signalled (cap 1) when frames arrive or state changes; made by Ready
 	space   chan struct{} // made by a waiting PushWait; closed (and cleared) when the outbox drains
+
+	drain    *Drain // attached on-demand writer, if any
+	draining bool   // its goroutine runs
 }
 
 // NewOutbox returns an outbox holding at most max bytes (max <= 0: unbounded).
 func NewOutbox(max int) *Outbox {
-	return &Outbox{max: max, ready: make(chan struct{}, 1)}
+	return &Outbox{max: max}
 }
 
-func (o *Outbox) signal() {
-	select {
-	case o.ready <- struct{}{}:
-	default:
+// signal wakes the consumer (mu held): the Ready channel's reader, or an attached Drain, whose
+// goroutine is started if it is not running; the caller runs the returned Drain (if not nil)
+// after unlocking.
+func (o *Outbox) signal() *Drain {
+	if o.ready != nil {
+		select {
+		case o.ready <- struct{}{}:
+		default:
+		}
 	}
+	if d := o.drain; d != nil && !o.draining && !d.ended && (len(o.frames) > 0 || o.closed) {
+		o.draining = true
+		d.wg.Add(1)
+		return d
+	}
+	return nil
 }
 
 // wakeWaiters releases every PushWait blocked on the current space channel; called with mu held
@@ -54,8 +68,8 @@ func (o *Outbox) fits(n int) bool { return o.max <= 0 || o.size == 0 || o.size+n
 // returns false; the pump then reports ErrOverrun.
 func (o *Outbox) Push(frame []byte) bool {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	if o.closed {
+		o.mu.Unlock()
 		return false
 	}
 	if !o.fits(len(frame)) {
@@ -64,12 +78,16 @@ func (o *Outbox) Push(frame []byte) bool {
 		o.frames = nil
 		o.size = 0
 		o.wakeWaiters()
-		o.signal()
+		d := o.signal()
+		o.mu.Unlock()
+		d.start()
 		return false
 	}
 	o.frames = append(o.frames, frame)
 	o.size += len(frame)
-	o.signal()
+	d := o.signal()
+	o.mu.Unlock()
+	d.start()
 	return true
 }
 
@@ -86,8 +104,9 @@ func (o *Outbox) PushWait(ctx context.Context, limit int, frame []byte) error {
 		if limit <= 0 || o.size == 0 || o.size+len(frame) <= limit {
 			o.frames = append(o.frames, frame)
 			o.size += len(frame)
-			o.signal()
+			d := o.signal()
 			o.mu.Unlock()
+			d.start()
 			return nil
 		}
 		if o.space == nil {
@@ -103,8 +122,19 @@ func (o *Outbox) PushWait(ctx context.Context, limit int, frame []byte) error {
 	}
 }
 
-// Ready is signalled when frames may be available.
-func (o *Outbox) Ready() <-chan struct{} { return o.ready }
+// Ready is signalled when frames may be available. The channel is made on first use (an outbox
+// drained by a Drain never needs one).
+func (o *Outbox) Ready() <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ready == nil {
+		o.ready = make(chan struct{}, 1)
+		if len(o.frames) > 0 || o.closed {
+			o.ready <- struct{}{}
+		}
+	}
+	return o.ready
+}
 
 // Take moves every queued frame to buf (which it reuses) and reports whether the outbox is closed
 // and drained (done) and whether it was overrun.
@@ -126,23 +156,26 @@ func (o *Outbox) Take(buf [][]byte) (frames [][]byte, done, overrun bool) {
 // Close stops further pushes; frames already queued are still drained by the pump.
 func (o *Outbox) Close() {
 	o.mu.Lock()
-	defer o.mu.Unlock()
+	var d *Drain
 	if !o.closed {
 		o.closed = true
 		o.wakeWaiters()
-		o.signal()
+		d = o.signal()
 	}
+	o.mu.Unlock()
+	d.start()
 }
 
 // Discard closes the outbox and drops what it holds (the peer is gone).
 func (o *Outbox) Discard() {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	o.closed = true
 	o.frames = nil
 	o.size = 0
 	o.wakeWaiters()
-	o.signal()
+	d := o.signal()
+	o.mu.Unlock()
+	d.start()
 }
 
 // Len is the number of bytes queued.

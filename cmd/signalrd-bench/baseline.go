@@ -268,7 +268,7 @@ func startBaseline(ctx context.Context, cfg config) (*baselineTarget, error) {
 }
 
 func (t *baselineTarget) name() string { return "baseline" }
-func (t *baselineTarget) pid() int     { return t.procID }
+func (t *baselineTarget) pids() []int  { return pidList(t.procID) }
 func (t *baselineTarget) close() error {
 	t.http.CloseIdleConnections()
 	if t.stop != nil {

@@ -6,9 +6,16 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -148,6 +155,10 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--service-url", "http://127.0.0.1:1", "--service-bin", "x"}, []string{"exclusive"}},
 		{[]string{"--duration", "0s", "--warmup", "-1s"}, []string{"--duration", "--warmup"}},
 		{[]string{"extra"}, []string{"unexpected arguments"}},
+		{[]string{"--nodes", "2", "--service-bin", "x"}, nil},
+		{[]string{"--nodes", "3"}, []string{"--nodes must be 1 or 2"}},
+		{[]string{"--nodes", "2"}, []string{"--nodes 2 needs --service-bin"}},
+		{[]string{"--nodes", "2", "--service-bin", "x", "--baseline"}, []string{"drop --baseline"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -246,5 +257,146 @@ func TestScenariosEndToEnd(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestPaceKeepsPhases checks that each source keeps its random phase: its k-th call is at
+// phase + k*interval, so the sources never fall into lock step (which made all clients send at
+// once every interval and grew the latency with the number of clients).
+func TestPaceKeepsPhases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const sources, interval = 50, 100 * time.Millisecond
+		ctx, cancel := context.WithCancel(t.Context())
+		start := time.Now()
+		calls := make([][]time.Duration, sources)
+		var wg sync.WaitGroup
+		for i := range sources {
+			wg.Go(func() {
+				pace(ctx, interval, func() { calls[i] = append(calls[i], time.Since(start)) })
+			})
+		}
+		time.Sleep(5*interval + interval/2)
+		cancel()
+		wg.Wait()
+		distinct := map[time.Duration]bool{}
+		for i, c := range calls {
+			if len(c) < 5 {
+				t.Fatalf("source %d: %d calls in 5.5 intervals", i, len(c))
+			}
+			phase := c[0]
+			for k, at := range c {
+				if want := phase + time.Duration(k)*interval; at != want {
+					t.Fatalf("source %d call %d at %v, want %v (phase %v)", i, k, at, want, phase)
+				}
+			}
+			distinct[c[1]] = true
+		}
+		if len(distinct) < sources/2 {
+			t.Fatalf("second calls at only %d distinct instants for %d sources: lock step", len(distinct), sources)
+		}
+	})
+}
+
+func TestOptimizationLogPreserved(t *testing.T) {
+	t.Parallel()
+	log := "\n## Optimization log\n\nhand-written\n\n### step 1\n\n| a | b |\n"
+	prev := "# Performance\n\nold figures\n\n## Targets\n\nold\n" + log
+	if got := optimizationLog(prev); got != log {
+		t.Fatalf("optimizationLog = %q, want %q", got, log)
+	}
+	if got := optimizationLog(""); !strings.Contains(got, optimizationLogHeading+"\n") {
+		t.Fatalf("no log: %q", got)
+	}
+	var md strings.Builder
+	writeMarkdown(&md, machineInfo{}, config{Warmup: time.Second, Duration: 8 * time.Second, Size: 2048, Protocol: "json"}, nil, nil, nil, "", time.Second)
+	md.WriteString(optimizationLog(prev))
+	if out := md.String(); !strings.HasSuffix(out, log) || strings.Count(out, optimizationLogHeading) != 1 || strings.Contains(out, "old figures") {
+		t.Fatalf("report does not end with the kept log exactly once:\n%s", out)
+	}
+}
+
+func TestTwoNodeTarget(t *testing.T) {
+	t.Parallel()
+	one := &result{Target: "signalrd", OutPerSec: 100000}
+	two := &result{Target: "signalrd ×2", OutPerSec: 80000}
+	labels := []string{labelBroadcastSaturated, labelBroadcastTwoNodes}
+	find := func(rows [][3]string) [3]string {
+		for _, r := range rows {
+			if strings.HasPrefix(r[0], "two nodes") {
+				return r
+			}
+		}
+		t.Fatal("no two-node row")
+		return [3]string{}
+	}
+	row := find(evaluateTargets(labels, []comparison{{SignalRD: one}, {SignalRD: two}}, nil, ""))
+	if !strings.HasPrefix(row[1], "80%") || row[2] != "met" {
+		t.Fatalf("row = %q", row)
+	}
+	two.OutPerSec = 50000
+	row = find(evaluateTargets(labels, []comparison{{SignalRD: one}, {SignalRD: two}}, nil, ""))
+	if !strings.HasPrefix(row[2], "**not met**: 20 points") {
+		t.Fatalf("row = %q", row)
+	}
+	row = find(evaluateTargets(labels[:1], []comparison{{SignalRD: one}}, map[string]string{labelBroadcastTwoNodes: "redis-server not found"}, ""))
+	if !strings.Contains(row[1], "redis-server not found") || row[2] != "unknown" {
+		t.Fatalf("row = %q", row)
+	}
+}
+
+func TestSpreadNegotiate(t *testing.T) {
+	t.Parallel()
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"url":"http://127.0.0.1:1111/client/?hub=bench","accessToken":"x"}`))
+	})
+	h := &spreadNegotiate{next: next, from: "127.0.0.1:1111", to: "127.0.0.1:2222", userOfReqs: userIndex}
+	for user, want := range map[string]string{"u0": "1111", "u1": "2222", "u2": "1111", "u7": "2222", "": "1111"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/bench/negotiate?user="+user, nil))
+		body := rec.Body.String()
+		if !strings.Contains(body, "127.0.0.1:"+want+"/client/") || rec.Code != http.StatusOK {
+			t.Errorf("user %q: %d %q, want node %s", user, rec.Code, body, want)
+		}
+		if cl := rec.Header().Get("Content-Length"); want == "2222" && cl != strconv.Itoa(len(body)) {
+			t.Errorf("user %q: Content-Length %q for a body of %d bytes", user, cl, len(body))
+		}
+	}
+}
+
+// TestTwoNodesEndToEnd runs a short broadcast on two signalrd nodes sharing a redis-server.
+func TestTwoNodesEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds signalrd and starts redis-server")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not on PATH (make deps-redis)")
+	}
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "signalrd")
+	build := exec.Command("go", "build", "-o", bin, "github.com/signalrd/signalrd/cmd/signalrd")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build signalrd: %v\n%s", err, out)
+	}
+	cfg, err := parseFlags([]string{"--scenario", "broadcast", "--connections", "6", "--rate", "10", "--duration", "1s",
+		"--warmup", "500ms", "--nodes", "2", "--service-bin", bin, "--server-connections", "2"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c, err := runComparison(ctx, cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.SignalRD
+	if r.Target != "signalrd ×2" || r.Nodes != 2 || r.Errors != 0 || r.Connected != 6 {
+		t.Fatalf("result %+v", r)
+	}
+	if r.Received == 0 || float64(r.Received) < 0.5*float64(r.Expected) {
+		t.Fatalf("received %d of %d expected", r.Received, r.Expected)
+	}
+	if r.RSSBytes <= 0 {
+		t.Fatalf("no RSS sampled for the nodes")
 	}
 }

@@ -51,7 +51,11 @@ type config struct {
 	DialWorkers int
 	RESTWorkers int
 	ServerConns int
+	Nodes       int
+	RedisServer string
 	Progress    bool
+	CPUProfile  string
+	Trace       string
 
 	// Suite mode.
 	Suite   bool
@@ -90,7 +94,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.DialWorkers, "dial-concurrency", 32, "connections opened in parallel during ramp-up")
 	fs.IntVar(&c.RESTWorkers, "rest-concurrency", 8, "parallel REST senders")
 	fs.IntVar(&c.ServerConns, "server-connections", 5, "app-server sockets per hub")
+	fs.IntVar(&c.Nodes, "nodes", 1, "signalrd nodes: 2 starts redis-server and two nodes sharing it (needs --service-bin); the app server connects to the first, clients alternate between them")
+	fs.StringVar(&c.RedisServer, "redis-server", "redis-server", "with --nodes 2: the redis-server binary (make deps-redis installs it)")
 	fs.BoolVar(&c.Progress, "progress", true, "print a progress line every second on stderr")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the load generator's own CPU profile (go tool pprof) to this file")
+	fs.StringVar(&c.Trace, "trace", "", "write the load generator's execution trace (go tool trace) to this file")
 	fs.BoolVar(&c.Suite, "suite", false, "run the standard suite (make bench) and write --out")
 	fs.StringVar(&c.Out, "out", "", "with --suite: Markdown report to write (e.g. docs/PERFORMANCE.md)")
 	fs.StringVar(&c.GoBench, "gobench", "", "with --suite: file holding `go test -bench` output to include")
@@ -162,6 +170,14 @@ func (c config) validate() error {
 	}
 	if c.PID < 0 {
 		bad("--pid must not be negative")
+	}
+	switch {
+	case c.Nodes < 1 || c.Nodes > 2:
+		bad("--nodes must be 1 or 2")
+	case c.Nodes == 2 && c.ServiceBin == "":
+		bad("--nodes 2 needs --service-bin (the nodes run as child processes)")
+	case c.Nodes == 2 && c.Baseline:
+		bad("--nodes 2 compares with one node, not with the baseline: drop --baseline")
 	}
 	if c.Hub == "" {
 		bad("--hub must not be empty")

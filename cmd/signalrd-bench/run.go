@@ -13,6 +13,7 @@ import (
 // result is one scenario run against one target.
 type result struct {
 	Target      string  `json:"target"`
+	Nodes       int     `json:"nodes"` // signalrd nodes (2: with redis-server; CPU and RSS add up all three)
 	Scenario    string  `json:"scenario"`
 	Protocol    string  `json:"protocol"`
 	Transport   string  `json:"transport"`
@@ -48,7 +49,10 @@ type result struct {
 func runScenario(ctx context.Context, cfg config, t target, progress io.Writer) (result, error) {
 	res := result{
 		Target: t.name(), Scenario: cfg.Scenario, Protocol: cfg.Protocol, Transport: "websockets",
-		Connections: cfg.Connections, Size: cfg.Size, Rate: cfg.Rate, RateUnit: "msg/s per client", PID: t.pid(),
+		Connections: cfg.Connections, Size: cfg.Size, Rate: cfg.Rate, RateUnit: "msg/s per client", Nodes: max(cfg.Nodes, 1),
+	}
+	if pids := t.pids(); len(pids) > 0 {
+		res.PID = pids[0]
 	}
 	if cfg.isREST() {
 		res.RateUnit = "req/s total"
@@ -58,14 +62,16 @@ func runScenario(ctx context.Context, cfg config, t target, progress io.Writer) 
 	}
 	rec := &recorder{}
 	sample := func() procSample {
-		if t.pid() == 0 {
-			return procSample{}
+		var sum procSample
+		for _, pid := range t.pids() {
+			s, err := readProc(pid)
+			if err != nil {
+				rec.fail(ctx, "sample", err)
+			}
+			sum.CPUTicks += s.CPUTicks
+			sum.RSSBytes += s.RSSBytes
 		}
-		s, err := readProc(t.pid())
-		if err != nil {
-			rec.fail(ctx, "sample", err)
-		}
-		return s
+		return sum
 	}
 	idle := sample()
 	res.RSSIdleBytes = idle.RSSBytes
@@ -241,9 +247,13 @@ func pace(ctx context.Context, interval time.Duration, fn func()) {
 	if interval <= 0 {
 		interval = time.Nanosecond
 	}
-	timer := time.NewTimer(time.Duration(rand.Int64N(int64(interval)) + 1))
+	// The schedule starts at the random phase: slot k is at phase + k*interval. (Starting it at
+	// now would put every source's second slot at the same instant, a burst of all the clients
+	// once per interval whose queueing grew the latency with the number of clients.)
+	phase := time.Duration(rand.Int64N(int64(interval)) + 1)
+	timer := time.NewTimer(phase)
 	defer timer.Stop()
-	next := time.Now()
+	next := time.Now().Add(phase)
 	for {
 		select {
 		case <-ctx.Done():

@@ -31,8 +31,10 @@ const recvMethod = "recv"
 type signalrTarget struct {
 	cfg      config
 	svcURL   *url.URL
+	svc2URL  *url.URL // --nodes 2: the second node (the app server connects to the first)
 	key      string
 	procID   int
+	extraIDs []int // --nodes 2: the second node and redis-server, sampled with procID
 	stopSvc  func() error
 	app      *appserver.Server
 	appHTTP  *http.Server
@@ -83,9 +85,13 @@ func startSignalr(ctx context.Context, cfg config, logger *slog.Logger) (_ *sign
 		return nil, fmt.Errorf("app server ready: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/"+cfg.Hub+"/negotiate", app.NegotiateHandler(cfg.Hub, appserver.NegotiateOptions{
+	var negotiate http.Handler = app.NegotiateHandler(cfg.Hub, appserver.NegotiateOptions{
 		UserID: func(r *http.Request) string { return r.URL.Query().Get("user") },
-	}))
+	})
+	if t.svc2URL != nil {
+		negotiate = &spreadNegotiate{next: negotiate, from: t.svcURL.Host, to: t.svc2URL.Host, userOfReqs: userIndex}
+	}
+	mux.Handle("/"+cfg.Hub+"/negotiate", negotiate)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("app server listen: %w", err)
@@ -127,21 +133,15 @@ func (t *signalrTarget) startService(ctx context.Context) error {
 		}
 		t.svcURL = u
 		return nil
+	case t.cfg.ServiceBin != "" && t.cfg.Nodes > 1:
+		return t.startCluster(ctx)
 	case t.cfg.ServiceBin != "":
-		addr, err := freeLoopbackAddr()
+		c, u, err := startNode(ctx, t.cfg.ServiceBin, t.key, "", "")
 		if err != nil {
 			return err
 		}
-		c := newChild(t.cfg.ServiceBin, "serve", "--listen", addr, "--log-level", "error", "--access-key", t.key)
-		c.cmd.Stdout = io.Discard
-		if err := c.start(); err != nil {
-			return err
-		}
-		t.stopSvc, t.procID = c.stop, c.cmd.Process.Pid
-		t.svcURL = &url.URL{Scheme: "http", Host: addr}
-		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		defer cancel()
-		return waitHTTP(wctx, t.svcURL.String()+"/api/health", c.exited)
+		t.stopSvc, t.procID, t.svcURL = c.stop, c.cmd.Process.Pid, u
+		return nil
 	default:
 		srv, err := server.New(server.Config{Listen: "127.0.0.1:0", Instances: []server.InstanceConfig{{PrimaryKey: t.key}}})
 		if err != nil {
@@ -161,8 +161,50 @@ func (t *signalrTarget) startService(ctx context.Context) error {
 	}
 }
 
-func (t *signalrTarget) name() string { return "signalrd" }
-func (t *signalrTarget) pid() int     { return t.procID }
+func (t *signalrTarget) name() string {
+	if t.svc2URL != nil {
+		return "signalrd ×2"
+	}
+	return "signalrd"
+}
+func (t *signalrTarget) pids() []int  { return append(pidList(t.procID), t.extraIDs...) }
+
+// startCluster starts redis-server and two nodes sharing it (--nodes 2).
+func (t *signalrTarget) startCluster(ctx context.Context) (err error) {
+	var stops []func() error
+	t.stopSvc = func() error {
+		var errs []error
+		for i := len(stops) - 1; i >= 0; i-- {
+			errs = append(errs, stops[i]())
+		}
+		return errors.Join(errs...)
+	}
+	redis, addr, err := startRedis(ctx, t.cfg.RedisServer)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, redis.stop)
+	n1, u1, err := startNode(ctx, t.cfg.ServiceBin, t.key, addr, "bench-node-1")
+	if err != nil {
+		return err
+	}
+	stops = append(stops, n1.stop)
+	n2, u2, err := startNode(ctx, t.cfg.ServiceBin, t.key, addr, "bench-node-2")
+	if err != nil {
+		return err
+	}
+	stops = append(stops, n2.stop)
+	t.procID, t.svcURL, t.svc2URL = n1.cmd.Process.Pid, u1, u2
+	t.extraIDs = []int{n2.cmd.Process.Pid, redis.cmd.Process.Pid}
+	return nil
+}
+
+func pidList(pid int) []int {
+	if pid == 0 {
+		return nil
+	}
+	return []int{pid}
+}
 
 func (t *signalrTarget) close() error {
 	var errs []error

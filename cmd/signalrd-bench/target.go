@@ -17,8 +17,8 @@ import (
 type target interface {
 	// name is "signalrd" or "baseline".
 	name() string
-	// pid is the process to sample (0: none).
-	pid() int
+	// pids are the processes to sample, whose CPU and RSS are added up (none: no sampling).
+	pids() []int
 	// dial opens client i and starts delivering what it receives to rec.
 	dial(ctx context.Context, i int, rec *recorder) (clientConn, error)
 	// prepare runs once all clients are connected (resolves send-to-connection targets).
@@ -45,6 +45,7 @@ type child struct {
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once Wait returned
 	waitErr error
+	onStop  func() // after the process ended (cleanup of its files)
 }
 
 func newChild(name string, args ...string) *child {
@@ -65,6 +66,9 @@ func (c *child) start() error {
 }
 
 func (c *child) stop() error {
+	if c.onStop != nil {
+		defer c.onStop()
+	}
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-c.exited:

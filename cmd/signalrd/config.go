@@ -29,6 +29,11 @@ type fileConfig struct {
 	TrustedProxies  []string       `mapstructure:"trusted-proxies"`
 	TLSCertFile     string         `mapstructure:"tls-cert-file"`
 	TLSKeyFile      string         `mapstructure:"tls-key-file"`
+	Redis           string         `mapstructure:"redis"`
+	RedisPrefix     string         `mapstructure:"redis-prefix"`
+	NodeID          string         `mapstructure:"node-id"`
+	AdvertiseURL    string         `mapstructure:"advertise-url"`
+	Heartbeat       time.Duration  `mapstructure:"heartbeat"`
 	Defaults        fileSettings   `mapstructure:"defaults"`
 	Instances       []fileInstance `mapstructure:"instances"`
 }
@@ -128,6 +133,12 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.Duration("drain-window", 5*time.Second, "on shutdown, spread the clients' reconnectable Close over this long (0: all at once)")
 	fs.String("trace-token", "", "enable the live-trace page /trace on the admin listener, protected by this token (default: disabled)")
 	fs.StringSlice("trusted-proxies", nil, "reverse proxies (CIDRs or IPs, comma-separated) whose X-Forwarded-For/-Host/-Proto are honoured (default: none)")
+	// Scale-out (docs/scale-out.md): nodes sharing one Redis form a cluster.
+	fs.String("redis", "", "Redis shared by the nodes of a cluster: redis://host:6379, rediss://…, redis://h1:p1,h2:p2 (Redis Cluster), redis-sentinel://s1:p1,s2:p2/master (default: none, the node runs alone)")
+	fs.String("redis-prefix", "signalrd", "prefix of every Redis key and channel of this deployment (the same on every node)")
+	fs.String("node-id", "", "this node's name in the cluster, unique among its peers (default: random at each start)")
+	fs.String("advertise-url", "", "how the other nodes reach this node's listener, http(s)://host:port (default: the listener's address, an unspecified IP replaced by the host name)")
+	fs.Duration("heartbeat", 2*time.Second, "cluster liveness interval: a stopped node is declared dead within 6 heartbeats")
 }
 
 // loadConfig merges defaults, the config file, SIGNALRD_* environment variables and flags.
@@ -146,6 +157,8 @@ func loadConfig(fs *pflag.FlagSet) (fileConfig, error) {
 		"admin-listen": "admin-listen", "pprof": "pprof", "trace-token": "trace-token", "trusted-proxies": "trusted-proxies",
 		"tls-cert-file": "tls-cert-file", "tls-key-file": "tls-key-file",
 		"shutdown-timeout": "shutdown-timeout", "drain-window": "drain-window",
+		"redis": "redis", "redis-prefix": "redis-prefix", "node-id": "node-id", "advertise-url": "advertise-url",
+		"heartbeat": "heartbeat",
 	}
 	for flag, key := range bind {
 		if f := fs.Lookup(flag); f != nil {
@@ -191,6 +204,11 @@ func (fc fileConfig) toServerConfig(log *slog.Logger) (server.Config, error) {
 		TrustedProxies:          fc.TrustedProxies,
 		TLSCertFile:             fc.TLSCertFile,
 		TLSKeyFile:              fc.TLSKeyFile,
+		Redis:                   fc.Redis,
+		RedisPrefix:             fc.RedisPrefix,
+		NodeID:                  fc.NodeID,
+		AdvertiseURL:            fc.AdvertiseURL,
+		Heartbeat:               fc.Heartbeat,
 	}
 	for _, in := range fc.Instances {
 		cfg.Instances = append(cfg.Instances, server.InstanceConfig{

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -28,13 +29,15 @@ type configReloader struct {
 	interval time.Duration // poll period
 	// onReload, when set (tests), sees every attempt's outcome.
 	onReload func(server.ReloadResult, error)
-	last     fileStamp // the file as last read
+	last     fileStamp  // the file as last read
+	running  fileConfig // the configuration as loaded at start, for the keys server.Reload does not compare
 }
 
 // newConfigReloader notes the config file's current state: changes are counted from here.
 func newConfigReloader(fs *pflag.FlagSet, srv *server.Server, log *slog.Logger) *configReloader {
 	r := &configReloader{fs: fs, srv: srv, log: log, path: configPath(fs), interval: time.Second}
 	r.last, _ = stampOf(r.path)
+	r.running, _ = loadConfig(fs)
 	return r
 }
 
@@ -149,6 +152,35 @@ func (r *configReloader) apply() (server.ReloadResult, error) {
 		if inner := errors.Unwrap(err); inner != nil {
 			return res, inner
 		}
+		return res, err
 	}
-	return res, err
+	for _, change := range startOnlyChanges(r.running, fc) {
+		res.RestartRequired = append(res.RestartRequired, change)
+		r.log.Warn("config change needs a restart; keeping the running value", "change", change)
+	}
+	return res, nil
+}
+
+// startOnlyChanges describes the changes, from was to now, of the keys read once at start that
+// server.Reload does not compare: the logger's level and the cluster settings.
+func startOnlyChanges(was, now fileConfig) []string {
+	var out []string
+	for _, f := range []struct {
+		key      string
+		was, now any
+	}{
+		{"log-level", was.LogLevel, now.LogLevel},
+		{"node-id", was.NodeID, now.NodeID},
+		{"advertise-url", was.AdvertiseURL, now.AdvertiseURL},
+		{"heartbeat", was.Heartbeat, now.Heartbeat},
+		{"redis-prefix", was.RedisPrefix, now.RedisPrefix},
+	} {
+		if f.was != f.now {
+			out = append(out, fmt.Sprintf("%s changed from %v to %v", f.key, f.was, f.now))
+		}
+	}
+	if was.Redis != now.Redis {
+		out = append(out, "redis changed") // the URL may carry a password: not logged
+	}
+	return out
 }

@@ -138,6 +138,22 @@ func payloadsHint(p Payloads) int {
 
 // appendMessage dispatches on the concrete type; pointer cases share the value encoders.
 func appendMessage(b []byte, m Message) ([]byte, error) {
+	// Client data, the per-message case, has a small frame of its own: appendMessageAny's big
+	// type switch keeps a copy of every message type on the stack (over 4 KB), which would
+	// grow the stack of every client reader forwarding data to its app server.
+	switch m := m.(type) {
+	case ConnectionData:
+		return appendConnectionData(b, &m), nil
+	case *ConnectionData:
+		if m != nil {
+			return appendConnectionData(b, m), nil
+		}
+	}
+	return appendMessageAny(b, m)
+}
+
+//go:noinline
+func appendMessageAny(b []byte, m Message) ([]byte, error) {
 	switch m := m.(type) {
 	case HandshakeRequest:
 		return appendHandshakeRequest(b, &m)
