@@ -87,6 +87,7 @@ type client struct {
 	// Cluster: the connection token's expiry, and whether this node recorded its ownership.
 	tokenExpires time.Time
 	claimed      atomic.Bool
+	remoteInvs   atomic.Int32 // invocations of callers on other nodes awaiting this client (invocation.go)
 
 	calls serviceCalls  // invocations sent by the service itself (REST :invoke)
 	poll  pollState     // long polling only

@@ -106,6 +106,7 @@ func (c *client) receive(p []byte) error {
 		if c.takeCompletion(msg) {
 			continue
 		}
+		c.noteRemoteCompletion(msg)
 		if c.serverless.Load() {
 			c.serverlessMessage(msg)
 			continue

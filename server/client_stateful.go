@@ -57,7 +57,7 @@ func (c *client) sendStateful(frame []byte) bool {
 		st.bufBytes += len(f)
 	}
 	if st.bufBytes > c.in.settings().StatefulReconnectBufferBytes {
-		c.in.srv.goConn(func() { c.closeWith(closeReasonSlowConsumer, reasonSlowConsumer, true) })
+		c.in.srv.spawn(func() { c.closeWith(closeReasonSlowConsumer, reasonSlowConsumer, true) })
 		return false
 	}
 	return c.out.Push(frame)

@@ -42,8 +42,12 @@ type cluster struct {
 	liveMu  sync.RWMutex
 	live    map[string]bool
 	missing map[string]int
-	gone    map[string]time.Time // nodes found dead or that said they left, and when
-	beats   int                  // consecutive successful heartbeats
+	lapsed  time.Time // when heartbeats started failing (zero: they succeed)
+
+	ownerMu sync.Mutex
+	owners  map[string]ownerEntry // connection owners remembered for sends (ownerForSend)
+	gone    map[string]time.Time  // nodes found dead or that said they left, and when
+	beats   int                   // consecutive successful heartbeats
 
 	relayMu sync.Mutex
 	relays  map[string]*relayed // app side: clients of other nodes bound to local links, by id
@@ -82,7 +86,7 @@ const (
 	storeTimeout = 5 * time.Second
 	// publishQueue bounds the envelopes waiting for the backplane, per publisher shard.
 	publishQueue  = 8192
-	publishShards = 4
+	publishShards = 16
 )
 
 var errNodeGone = errors.New("server: node did not answer")
@@ -96,6 +100,7 @@ func newCluster(in *instance, store storage.Storage, node string, heartbeat time
 		heartbeat: heartbeat,
 		pending:   map[uint64]pendingAsk{},
 		relays:    map[string]*relayed{},
+		owners:    map[string]ownerEntry{},
 		remoteInv: map[string]remoteInvocation{},
 		live:      map[string]bool{node: true},
 		missing:   map[string]int{},
@@ -123,9 +128,23 @@ func (cl *cluster) start(ctx context.Context, goFn func(func())) error {
 	// read the live peers. Until its first heartbeat tick the node would otherwise take itself
 	// for alone: no app server of another node to route clients to (in Auto mode they silently
 	// became serverless clients), no peer to ask, no address for peers to forward requests to.
+	// An earlier life of this node id still counted as live (a restart within the node TTL):
+	// its peers never saw it die, so they are told now, before this life relays any client,
+	// and drop what they relayed or awaited for it (as for a death, with the `offline` ping).
+	nodes, _ := cl.store.LiveNodes(sctx)
+	restarted := slices.Contains(nodes, cl.node)
 	cl.forgetNode(sctx, cl.node)
 	cl.beat(sctx)
 	cl.checkPeers(sctx)
+	if restarted {
+		if b, err := encodeEnvelope(&envelope{Origin: cl.node, Kind: envNodeRestarted}); err == nil {
+			for _, n := range cl.liveNodes() {
+				if n != cl.node {
+					_ = cl.store.Publish(sctx, topicNode(n), b)
+				}
+			}
+		}
+	}
 	cl.pub.start(ctx, goFn)
 	cl.interest.start(ctx, goFn)
 	goFn(func() { cl.runLiveness(ctx) })
@@ -301,6 +320,13 @@ func (cl *cluster) onMessage(topic string, b []byte) {
 			default: // abandoned already (forgetPeer)
 			}
 		}
+	case envNodeRestarted:
+		if e.Origin != cl.node {
+			cl.spawn(func() {
+				cl.log.Info("node restarted: dropping what it held before", "peer", e.Origin)
+				cl.dropNode(e.Origin)
+			})
+		}
 	case envNodeLeft:
 		if e.Origin != cl.node {
 			cl.forgetPeer(e.Origin) // at once: requests in flight to it end now
@@ -384,20 +410,8 @@ func (cl *cluster) storeCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cl.in.srv.ctx, storeTimeout)
 }
 
-// spawn runs f on a goroutine the server waits for when it stops, unless it is stopping
-// already. Unlike goConn it may be called from goroutines the server does not own (the
-// storage's delivery goroutine, which outlives a node sharing its storage): starting a
-// goroutine there once the server's WaitGroup is being waited on would race with the Wait.
-func (cl *cluster) spawn(f func()) {
-	s := cl.in.srv
-	if !s.track() {
-		return
-	}
-	go func() {
-		defer s.wg.Done()
-		f()
-	}()
-}
+// spawn is Server.spawn: backplane handlers run on the storage's delivery goroutine.
+func (cl *cluster) spawn(f func()) { cl.in.srv.spawn(f) }
 
 // background runs a registry write that nobody waits for; failures are logged.
 func (cl *cluster) background(what string, fn func(ctx context.Context) error) {
@@ -447,6 +461,7 @@ func (p *publisher) start(ctx context.Context, goFn func(func())) {
 			for {
 				select {
 				case <-ctx.Done():
+					p.stats.lost.Add(uint64(len(q))) // queued when the node stopped: never sent
 					return
 				case it := <-q:
 					pctx, cancel := context.WithTimeout(ctx, storeTimeout)

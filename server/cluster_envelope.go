@@ -8,7 +8,8 @@ import (
 	"github.com/signalrd/signalrd/protocol/svcproto"
 )
 
-// envKind says what a backplane envelope asks of the nodes receiving it.
+// envKind says what a backplane envelope asks of the nodes receiving it. New kinds go last:
+// every node of a deployment must number them alike (see TestEnvelopeGolden).
 type envKind uint8
 
 const (
@@ -44,6 +45,7 @@ const (
 	envInvokeFailed  // client node -> caller node: Conns[0] closed with Group=invocation id pending
 	envJoinUserConns // REST user join with ttl=0: the user's current connections join Group; answered
 	envNodeLeft      // a node leaving gracefully tells each peer (addressed to n/{peer})
+	envNodeRestarted // a node restarted within its TTL: peers drop what its earlier life held
 )
 
 // envelope is one backplane message, msgpack-encoded once per send. Field names are short:

@@ -121,6 +121,11 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request, in *instance, hu
 		// Owned by this node but finished, owned by a dead node, a tombstone, or expired.
 		return nil, errNoConnection
 	}
+	if r.Method != http.MethodGet {
+		// Only a GET starts a transport (WebSocket, SSE stream, first poll): a stray POST or
+		// DELETE must not create the connection here.
+		return nil, errNoConnection
+	}
 	c := newClient(in, in.hub(hub), t.id, token)
 	c.st.negotiated = t.flags&tokenFlagStateful != 0
 	c.tokenExpires = t.expires
@@ -164,12 +169,13 @@ func (cl *cluster) forward(w http.ResponseWriter, r *http.Request, node string) 
 	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
-			pr.Out.Host = pr.In.Host // the owner chooses the instance by Host, as this node did
-			for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
-				if v, ok := pr.In.Header[h]; ok {
-					pr.Out.Header[h] = v
-				}
-			}
+			// What this node resolved, not what the client sent: the owner chooses the same
+			// instance by Host, and sees the client's address and scheme if it trusts its peers
+			// as proxies (trusted-proxies); a client's own X-Forwarded-* never passes through.
+			s := cl.in.srv
+			pr.Out.Host = s.requestHost(pr.In)
+			pr.Out.Header.Set("X-Forwarded-For", s.forwardedFor(pr.In))
+			pr.Out.Header.Set("X-Forwarded-Proto", s.requestScheme(pr.In))
 			pr.Out.Header.Set(headerForwarded, cl.node)
 		},
 		FlushInterval: -1, // SSE and long polls stream through

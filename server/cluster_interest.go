@@ -180,14 +180,21 @@ func (i *interest) reconcile(ctx context.Context, topic string) {
 		// The user came back while still subscribed: the router forgot its groups meanwhile.
 		i.cl.loadUserGroups(ctx, st.hub, st.user)
 	case !want && sub != nil:
-		sub.Close()
+		// The state changes under the lock before the subscription closes: a member arriving
+		// meanwhile then waits on a fresh ready channel (closed only once subscribed again),
+		// never on the old closed one while nothing is subscribed.
 		i.mu.Lock()
+		if st.want {
+			i.mu.Unlock() // wanted again meanwhile: keep the subscription
+			return
+		}
 		st.sub = nil
 		st.ready = make(chan struct{})
-		if !st.want && !st.queued {
+		if !st.queued {
 			delete(i.topics, topic)
 		}
 		i.mu.Unlock()
+		sub.Close()
 	case !want:
 		i.mu.Lock()
 		if !st.want && !st.queued && st.sub == nil {

@@ -20,6 +20,13 @@ import (
 // says so (envNodeLeft, leave): its peers react at once, as to a death but without the wait.
 const nodeTTLBeats = 4
 
+// releaseTimeout bounds the registry write of a finishing connection.
+const releaseTimeout = time.Second
+
+// forgetBudget bounds the removal of a node's registry entries (one read and one delete per
+// connection it held).
+const forgetBudget = 2 * time.Minute
+
 func (cl *cluster) nodeTTL() time.Duration { return nodeTTLBeats * cl.heartbeat }
 
 func (cl *cluster) runLiveness(ctx context.Context) {
@@ -57,14 +64,49 @@ func (cl *cluster) beat(ctx context.Context) {
 	}
 	cl.liveMu.Lock()
 	defer cl.liveMu.Unlock()
+	now := time.Now()
 	if err != nil {
 		if cl.beats > 0 && !errors.Is(err, context.Canceled) { // not the node stopping
 			cl.log.Warn("cluster heartbeat failed: peers will see this node as dead if it lasts", "err", err)
 		}
 		cl.beats = 0
+		if cl.lapsed.IsZero() {
+			cl.lapsed = now
+		}
 		return
 	}
+	if !cl.lapsed.IsZero() && now.Sub(cl.lapsed) >= cl.nodeTTL() {
+		cl.spawn(cl.afterLapse)
+	}
+	cl.lapsed = time.Time{}
 	cl.beats++
+}
+
+// afterLapse runs when this node's heartbeats failed for at least a node TTL: its peers may have
+// declared it dead and told the app servers (`offline`), which then dropped the clients this
+// node relays to them, and dropped the relayed clients they hold for it. Both sides of the
+// relay are ended cleanly: its relayed clients reconnect, its relay stubs are closed at their
+// app servers.
+func (cl *cluster) afterLapse() {
+	cl.log.Warn("this node could not heartbeat for a whole node TTL: closing relayed clients and relay stubs, which peers may have dropped")
+	cl.relayMu.Lock()
+	stubs := make([]*relayed, 0, len(cl.relays))
+	for _, r := range cl.relays {
+		stubs = append(stubs, r)
+	}
+	cl.relayMu.Unlock()
+	for _, r := range stubs {
+		r.link.sendControl(svcproto.CloseConnection{ConnectionID: r.id, ErrorMessage: reasonServerLost})
+		cl.dropRelay(r, true)
+	}
+	for _, h := range cl.in.hubSnapshot() {
+		for _, c := range h.clientSnapshot() {
+			if c.relay.Load() != nil {
+				c.appClosed.Store(true)
+				c.closeWith(closeReasonServerLost, reasonServerLost, true)
+			}
+		}
+	}
 }
 
 // reclaim records this node's open connections as its own again, after the registry lost them.
@@ -143,7 +185,9 @@ func (cl *cluster) checkPeers(ctx context.Context) {
 	cl.liveMu.Unlock()
 	for _, n := range dead {
 		cl.forgetPeer(n)
-		cl.nodeDied(ctx, n)
+		// Off the liveness loop: cleaning a big node's registry entries takes a while, and this
+		// node must keep heartbeating meanwhile or its peers would take it for dead too.
+		cl.spawn(func() { cl.nodeDied(cl.in.srv.ctx, n) })
 	}
 }
 
@@ -180,7 +224,7 @@ func (cl *cluster) dropNode(node string) {
 
 // forgetNode removes a node's connections and address from the registry.
 func (cl *cluster) forgetNode(ctx context.Context, node string) {
-	ctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, forgetBudget)
 	defer cancel()
 	ids, err := cl.store.SetMembers(ctx, keyNodeConns(node))
 	if err != nil {
@@ -308,7 +352,9 @@ func (cl *cluster) claim(ctx context.Context, connID string) error {
 // the connection's app server, told of the close next, may ask any node whether the
 // connection exists, and that node reads the registry.
 func (cl *cluster) release(connID string, tombstone time.Duration) {
-	ctx, cancel := cl.storeCtx()
+	// Short: finish waits for it (also from the housekeeping sweep), and a registry that does
+	// not answer must not hold up every connection's cleanup.
+	ctx, cancel := context.WithTimeout(cl.in.srv.ctx, releaseTimeout)
 	defer cancel()
 	var err error
 	if tombstone > 0 {

@@ -115,7 +115,26 @@ func (c *client) openRelay(rt *relayTarget, open svcproto.OpenConnection, handsh
 // closeRelay tells the app node the client is gone; frame, when set, is the CloseConnection
 // to forward (a migration's, with its header), else one is made from reason.
 func (c *client) closeRelay(rt *relayTarget, reason string, frame []byte) {
-	c.in.cl.publish(topicNode(rt.node), &envelope{Kind: envRelayClose, Hub: c.hub.id, Conns: []string{c.id}, Text: reason, Data: frame})
+	// Waits (bounded) for room in the queue rather than dropping: a lost close would leave the
+	// client connected at its app server until that socket closes.
+	cl := c.in.cl
+	ctx, cancel := context.WithTimeout(cl.in.srv.ctx, storeTimeout)
+	defer cancel()
+	if err := cl.publishWait(ctx, topicNode(rt.node), &envelope{Kind: envRelayClose, Hub: c.hub.id, Conns: []string{c.id}, Text: reason, Data: frame}); err != nil {
+		cl.stats.lost.Add(1)
+		cl.log.Warn("telling the app node a relayed client closed failed", "conn_id", c.id, "peer", rt.node, "err", err)
+	}
+}
+
+// relayBacklog bounds what a link may hold for relayed clients: over it (the app server is not
+// reading) a relayed client is dropped, as a local client over linkBackpressure waits.
+const relayBacklog = 4 * linkBackpressure
+
+// fromRelayTarget reports whether a relay notice comes from the node the client is relayed to
+// now (a migrated client ignores its former app node's notices).
+func fromRelayTarget(c *client, e *envelope) bool {
+	rt := c.relay.Load()
+	return rt != nil && rt.node == e.Origin
 }
 
 // onRelay handles relay and client-result envelopes addressed to this node.
@@ -128,10 +147,15 @@ func (cl *cluster) onRelay(e *envelope) {
 	case envRelayOpen:
 		cl.relayOpen(e)
 	case envRelayData:
-		if r := cl.relayOf(id); r != nil {
-			if !r.link.out.Push(e.Data) {
-				cl.dropRelay(r, true)
-			}
+		r := cl.relayOf(id)
+		if r == nil {
+			// The stub is gone (its link closed, or a lost open): the client must not talk into
+			// the void.
+			cl.publish(topicNode(e.Origin), &envelope{Kind: envServerLost, Hub: e.Hub, Conns: []string{id}})
+			return
+		}
+		if r.link.out.Len() > relayBacklog || !r.link.out.Push(e.Data) {
+			cl.dropRelay(r, true)
 		}
 	case envRelayClose:
 		if r := cl.relayOf(id); r != nil {
@@ -147,11 +171,11 @@ func (cl *cluster) onRelay(e *envelope) {
 			c.sendFromApp(e.Data)
 		}
 	case envAppClose:
-		if c, ok := cl.in.hub(e.Hub).client(id); ok {
+		if c, ok := cl.in.hub(e.Hub).client(id); ok && fromRelayTarget(c, e) {
 			c.closeFromApp()
 		}
 	case envServerLost, envRelayRefused:
-		if c, ok := cl.in.hub(e.Hub).client(id); ok && c.relay.Load() != nil {
+		if c, ok := cl.in.hub(e.Hub).client(id); ok && fromRelayTarget(c, e) {
 			c.appClosed.Store(true)
 			c.closeWith(closeReasonServerLost, reasonServerLost, true)
 		}
@@ -162,8 +186,10 @@ func (cl *cluster) onRelay(e *envelope) {
 	case envInvoke:
 		cl.onRemoteInvoke(e)
 	case envCompletion:
+		// Off the delivery goroutine: an invocation no longer pending here is looked up in the
+		// registry.
 		if m, err := decodeFrame(e.Data); err == nil {
-			cl.in.completeInvocation(id, e.Group, e.Server, m)
+			cl.spawn(func() { cl.in.completeInvocation(id, e.Group, e.Server, m) })
 		}
 	case envInvokeFailed:
 		cl.in.failInvocations(func(p *pendingInvocation) bool {
@@ -245,7 +271,13 @@ func (cl *cluster) toRelayedClient(ctx context.Context, m svcproto.Message) bool
 		if r == nil {
 			return false
 		}
-		_ = cl.publishWait(ctx, topicNode(r.node), &envelope{Kind: envToClient, Hub: r.hub.id, Conns: []string{r.id}, Data: m.Payload})
+		// Bounded: the link's reader waits at most storeTimeout for room in the queue.
+		ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		defer cancel()
+		if err := cl.publishWait(ctx, topicNode(r.node), &envelope{Kind: envToClient, Hub: r.hub.id, Conns: []string{r.id}, Data: m.Payload}); err != nil {
+			cl.stats.lost.Add(1)
+			cl.dropRelay(r, true)
+		}
 		return true
 	case svcproto.CloseConnection:
 		r := cl.relayOf(m.ConnectionID)
@@ -290,6 +322,7 @@ func (cl *cluster) relayedOf(h *hubState, serverID string) []*relayed {
 type remoteInvocation struct {
 	callerNode string
 	created    time.Time
+	client     *client
 }
 
 func decodeFrame(b []byte) (svcproto.Message, error) {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/signalrd/signalrd/protocol/svcproto"
 	"github.com/signalrd/signalrd/router"
+	"github.com/signalrd/signalrd/storage"
 )
 
 // The hub facade: every send, membership change, existence check and close from an app-server
@@ -96,7 +98,7 @@ func (h *hubState) sendConnections(ctx context.Context, ids []string, p svcproto
 			local = append(local, id)
 			continue
 		}
-		if node, ok := cl.owner(ctx, id); ok && node != cl.node {
+		if node, ok := cl.ownerForSend(ctx, id); ok && node != cl.node {
 			remote[node] = append(remote[node], id)
 		}
 	}
@@ -110,40 +112,49 @@ func (h *hubState) sendConnections(ctx context.Context, ids []string, p svcproto
 
 // joinGroup adds a connection to a group; in a cluster it returns once the connection's node
 // receives the group's messages, so a group send right after the Ack reaches the new member.
-func (h *hubState) joinGroup(ctx context.Context, connID, group string) bool {
+func (h *hubState) joinGroup(ctx context.Context, connID, group string) svcproto.AckStatus {
 	if h.conn.JoinGroup(connID, group) {
 		if cl := h.cl(); cl != nil {
 			cl.interest.wait(ctx, topicGroup(h.id, group))
 		}
-		return true
+		return svcproto.AckOK
 	}
 	return h.askOwner(ctx, connID, &envelope{Kind: envJoin, Hub: h.id, Conns: []string{connID}, Group: group})
 }
 
 // leaveGroup removes a connection from a group ("" every group).
-func (h *hubState) leaveGroup(ctx context.Context, connID, group string) bool {
+func (h *hubState) leaveGroup(ctx context.Context, connID, group string) svcproto.AckStatus {
 	if h.conn.LeaveGroup(connID, group) {
-		return true
+		return svcproto.AckOK
 	}
 	return h.askOwner(ctx, connID, &envelope{Kind: envLeave, Hub: h.id, Conns: []string{connID}, Group: group})
 }
 
-// askOwner sends a request about a connection to the node owning it (false: no such connection).
-func (h *hubState) askOwner(ctx context.Context, connID string, e *envelope) bool {
+// askOwner sends a request about a connection to the node owning it. NotFound: no such
+// connection; InternalServerError: the registry or the owning node could not be asked (the SDK
+// then throws rather than take the operation for a no-op).
+func (h *hubState) askOwner(ctx context.Context, connID string, e *envelope) svcproto.AckStatus {
 	cl := h.cl()
 	if cl == nil {
-		return false
+		return svcproto.AckNotFound
 	}
-	node, ok := cl.owner(ctx, connID)
+	node, ok, err := cl.ownerOf(ctx, connID)
+	if err != nil {
+		cl.log.Warn("looking up the node owning a connection failed", "kind", e.Kind, "conn_id", connID, "err", err)
+		return svcproto.AckInternalServerError
+	}
 	if !ok || node == cl.node {
-		return false
+		return svcproto.AckNotFound
 	}
 	r, err := cl.ask(ctx, node, e)
 	if err != nil {
 		cl.log.Warn("request to the node owning a connection failed", "kind", e.Kind, "conn_id", connID, "peer", node, "err", err)
-		return false
+		return svcproto.AckInternalServerError
 	}
-	return r.OK
+	if !r.OK {
+		return svcproto.AckNotFound
+	}
+	return svcproto.AckOK
 }
 
 // userJoinGroup adds a user (its current and future connections) to a group. A cluster stores
@@ -261,10 +272,10 @@ func (h *hubState) groupMembers(ctx context.Context, group string) []groupMember
 }
 
 // closeConn closes one connection wherever it is.
-func (h *hubState) closeConn(ctx context.Context, id, reason string) bool {
+func (h *hubState) closeConn(ctx context.Context, id, reason string) svcproto.AckStatus {
 	if c, ok := h.client(id); ok {
 		c.closeWith(closeReasonService, reason, false)
-		return true
+		return svcproto.AckOK
 	}
 	return h.askOwner(ctx, id, &envelope{Kind: envCloseConn, Hub: h.id, Conns: []string{id}, Text: reason})
 }
@@ -376,15 +387,62 @@ func decodeSteps(b []byte) ([]execStep, error) {
 
 // owner returns the live node holding a connection.
 func (cl *cluster) owner(ctx context.Context, connID string) (string, bool) {
+	node, ok, _ := cl.ownerOf(ctx, connID)
+	return node, ok
+}
+
+// ownerOf is owner, telling a registry failure (err) from an unknown connection.
+func (cl *cluster) ownerOf(ctx context.Context, connID string) (string, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	v, err := cl.store.Get(ctx, keyConn(connID))
-	if err != nil || len(v) == 0 {
-		return "", false
+	if errors.Is(err, storage.ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	if len(v) == 0 {
+		return "", false, nil // a finished connection's tombstone
 	}
 	node := string(v)
-	return node, cl.isLiveNow(ctx, node)
+	return node, cl.isLiveNow(ctx, node), nil
 }
+
+// ownerForSend is owner for sends to connections: the node owning a connection never changes
+// during its life, so a positive answer is remembered a while (a send to a connection that
+// closed meanwhile reaches its former node, which drops it, as it would have anyway).
+func (cl *cluster) ownerForSend(ctx context.Context, connID string) (string, bool) {
+	now := time.Now()
+	cl.ownerMu.Lock()
+	e, ok := cl.owners[connID]
+	cl.ownerMu.Unlock()
+	if ok && now.Before(e.until) && cl.isLive(e.node) {
+		return e.node, true
+	}
+	node, ok := cl.owner(ctx, connID)
+	if !ok {
+		return "", false
+	}
+	cl.ownerMu.Lock()
+	if len(cl.owners) >= ownerCacheMax {
+		clear(cl.owners) // crude but bounded; entries refill on demand
+	}
+	cl.owners[connID] = ownerEntry{node: node, until: now.Add(ownerCacheTTL)}
+	cl.ownerMu.Unlock()
+	return node, true
+}
+
+// ownerEntry is a cached connection owner.
+type ownerEntry struct {
+	node  string
+	until time.Time
+}
+
+const (
+	ownerCacheTTL = 30 * time.Second
+	ownerCacheMax = 100_000
+)
 
 // deliver applies a fan-out envelope to this node's connections.
 func (cl *cluster) deliver(topic string, e *envelope) {

@@ -52,9 +52,9 @@ func (l *link) dispatch(m svcproto.Message) {
 		hs.conn.UserLeaveGroup(m.UserID, m.Group)
 		l.later(func(ctx context.Context) { hs.userLeaveGroup(ctx, m.UserID, m.Group) })
 	case svcproto.JoinGroupWithAck:
-		l.onConn(m.ConnectionID, func(ctx context.Context) { l.ack(m.AckID, hs.joinGroup(ctx, m.ConnectionID, m.Group), m.Ext) })
+		l.onConn(m.ConnectionID, func(ctx context.Context) { l.ackStatus(m.AckID, hs.joinGroup(ctx, m.ConnectionID, m.Group), m.Ext) })
 	case svcproto.LeaveGroupWithAck:
-		l.onConn(m.ConnectionID, func(ctx context.Context) { l.ack(m.AckID, hs.leaveGroup(ctx, m.ConnectionID, m.Group), m.Ext) })
+		l.onConn(m.ConnectionID, func(ctx context.Context) { l.ackStatus(m.AckID, hs.leaveGroup(ctx, m.ConnectionID, m.Group), m.Ext) })
 	case svcproto.UserJoinGroupWithAck:
 		hs.conn.UserJoinGroup(m.UserID, m.Group, ttlOf(m.Ext))
 		l.later(func(ctx context.Context) {
@@ -76,7 +76,7 @@ func (l *link) dispatch(m svcproto.Message) {
 	case svcproto.CheckUserExistenceWithAck:
 		l.later(func(ctx context.Context) { l.ack(m.AckID, hs.userExists(ctx, m.UserID), m.Ext) })
 	case svcproto.CloseConnectionWithAck:
-		l.onConn(m.ConnectionID, func(ctx context.Context) { l.ack(m.AckID, hs.closeConn(ctx, m.ConnectionID, m.Reason), m.Ext) })
+		l.onConn(m.ConnectionID, func(ctx context.Context) { l.ackStatus(m.AckID, hs.closeConn(ctx, m.ConnectionID, m.Reason), m.Ext) })
 	case svcproto.CloseConnectionsWithAck:
 		hs.closeAll(m.Reason, m.ExcludedConnections)
 		l.ack(m.AckID, true, m.Ext)
@@ -137,6 +137,11 @@ func (l *link) ack(id int, ok bool, ext svcproto.Ext) {
 	if !ok {
 		st = svcproto.AckNotFound
 	}
+	l.ackStatus(id, st, ext)
+}
+
+// ackStatus answers an ack-able request with a status.
+func (l *link) ackStatus(id int, st svcproto.AckStatus, ext svcproto.Ext) {
 	var e svcproto.Ext
 	if ext.HasTracingID {
 		e.TracingID, e.HasTracingID = ext.TracingID, true

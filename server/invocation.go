@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/signalrd/signalrd/protocol/hubproto"
 	"github.com/signalrd/signalrd/protocol/svcproto"
 )
 
@@ -223,10 +224,39 @@ func (cl *cluster) onRemoteInvoke(e *envelope) {
 		cl.publish(topicNode(e.Origin), &envelope{Kind: envInvokeFailed, Conns: []string{id}, Group: m.InvocationID, Text: "Connection '" + id + "' does not exist."})
 		return
 	}
+	key := invKey(id, m.InvocationID)
 	cl.remoteInvMu.Lock()
-	cl.remoteInv[invKey(id, m.InvocationID)] = remoteInvocation{callerNode: e.Origin, created: time.Now()}
+	if _, dup := cl.remoteInv[key]; !dup {
+		c.remoteInvs.Add(1)
+	}
+	cl.remoteInv[key] = remoteInvocation{callerNode: e.Origin, created: time.Now(), client: c}
 	cl.remoteInvMu.Unlock()
 	c.deliverInvocation(m)
+}
+
+// noteRemoteCompletion forgets a remote caller's invocation once the client answered it (its
+// Completion goes on to the hosting server as ordinary data), so neither memory nor a later
+// "disconnected" failure outlives it. Called for each inbound message (inMu held); free unless
+// the client has such invocations.
+func (c *client) noteRemoteCompletion(msg []byte) {
+	if c.remoteInvs.Load() == 0 || c.in.cl == nil {
+		return
+	}
+	if t, err := c.codec.PeekType(msg); err != nil || t != hubproto.TypeCompletion {
+		return
+	}
+	m, err := c.codec.Decode(msg)
+	comp, ok := m.(hubproto.Completion)
+	if err != nil || !ok {
+		return
+	}
+	cl := c.in.cl
+	cl.remoteInvMu.Lock()
+	defer cl.remoteInvMu.Unlock()
+	if _, ok := cl.remoteInv[invKey(c.id, comp.InvocationID)]; ok {
+		delete(cl.remoteInv, invKey(c.id, comp.InvocationID))
+		c.remoteInvs.Add(-1)
+	}
 }
 
 // failRemoteInvocationsOf tells the callers' nodes that a client with invocations went away.
@@ -238,6 +268,7 @@ func (cl *cluster) failRemoteInvocationsOf(connID, reason string) {
 		if len(key) > len(prefix) && key[:len(prefix)] == prefix {
 			out = append(out, envelope{Kind: envInvokeFailed, Conns: []string{connID}, Group: key[len(prefix):], Text: reason, Server: r.callerNode})
 			delete(cl.remoteInv, key)
+			r.client.remoteInvs.Add(-1)
 		}
 	}
 	cl.remoteInvMu.Unlock()
@@ -254,6 +285,7 @@ func (cl *cluster) expireRemoteInvocations(now time.Time) {
 	for key, r := range cl.remoteInv {
 		if now.Sub(r.created) > invocationTimeout {
 			delete(cl.remoteInv, key)
+			r.client.remoteInvs.Add(-1)
 		}
 	}
 }
@@ -262,4 +294,13 @@ func (cl *cluster) expireRemoteInvocations(now time.Time) {
 func (cl *cluster) failInvocationsOn(node string) {
 	cl.in.failInvocations(func(p *pendingInvocation) bool { return p.clientNode == node },
 		"The service node holding the connection went offline.")
+	// And forget the invocations whose caller waited on that node: nobody awaits their outcome.
+	cl.remoteInvMu.Lock()
+	defer cl.remoteInvMu.Unlock()
+	for key, r := range cl.remoteInv {
+		if r.callerNode == node {
+			delete(cl.remoteInv, key)
+			r.client.remoteInvs.Add(-1)
+		}
+	}
 }

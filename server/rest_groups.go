@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/signalrd/signalrd/protocol/svcproto"
 )
 
 // Group membership operations (§6.4) and the paged group listing (§6.6).
@@ -15,8 +17,13 @@ import (
 func restConnJoin(q *restReq) {
 	// Through the hub facade: in a cluster it answers once this node receives the group's
 	// messages, so a group send right after the 200, on any node, reaches the new member.
-	if !q.hubState().joinGroup(q.r.Context(), q.conn, q.group) {
+	switch q.hubState().joinGroup(q.r.Context(), q.conn, q.group) {
+	case svcproto.AckOK:
+	case svcproto.AckNotFound:
 		q.fail(http.StatusNotFound, codeErrorConnectionNotExisted, "Connection '"+q.conn+"' does not exist.", "connectionId")
+		return
+	default:
+		q.fail(http.StatusServiceUnavailable, codeInternal, "The service node holding connection '"+q.conn+"' could not be reached; retry.", "connectionId")
 		return
 	}
 	q.done(http.StatusOK)

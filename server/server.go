@@ -214,6 +214,21 @@ func (s *Server) serveTracked(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// spawn runs f on a goroutine the server waits for when it stops, unless it is stopping
+// already. Unlike goConn it may be called from goroutines the server does not own (the
+// storage's delivery goroutine, which outlives a node sharing its storage, and so fan-out that
+// reaches a client from it): starting a goroutine there once the server's WaitGroup is being
+// waited on would race with the Wait.
+func (s *Server) spawn(f func()) {
+	if !s.track() {
+		return
+	}
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
 // goConn runs f as a connection goroutine owned by the server. Callers are tracked handlers or
 // goroutines started by them.
 func (s *Server) goConn(f func()) {
