@@ -321,11 +321,11 @@ func (cl *cluster) onMessage(topic string, b []byte) {
 			}
 		}
 	case envNodeRestarted:
+		// Inline, not on a goroutine: the restarted node's first relayed clients come after this
+		// notice on the same topic and must not be dropped with its earlier life's.
 		if e.Origin != cl.node {
-			cl.spawn(func() {
-				cl.log.Info("node restarted: dropping what it held before", "peer", e.Origin)
-				cl.dropNode(e.Origin)
-			})
+			cl.log.Info("node restarted: dropping what it held before", "peer", e.Origin)
+			cl.dropNode(e.Origin)
 		}
 	case envNodeLeft:
 		if e.Origin != cl.node {

@@ -86,6 +86,9 @@ func (i *interest) wait(ctx context.Context, topic string) {
 	}
 	ready := st.ready
 	i.mu.Unlock()
+	// Bounded whatever the caller's context: a link's reader may be the one waiting.
+	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+	defer cancel()
 	select {
 	case <-ready:
 	case <-ctx.Done():

@@ -228,7 +228,9 @@ func (cl *cluster) forgetNode(ctx context.Context, node string) {
 	defer cancel()
 	ids, err := cl.store.SetMembers(ctx, keyNodeConns(node))
 	if err != nil {
-		cl.log.Warn("cleaning up a dead node's connections failed", "peer", node, "err", err)
+		if !errors.Is(err, context.Canceled) { // not this node stopping meanwhile
+			cl.log.Warn("cleaning up a dead node's connections failed", "peer", node, "err", err)
+		}
 		return
 	}
 	for _, id := range ids {
