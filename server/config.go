@@ -69,9 +69,6 @@ type Config struct {
 	Heartbeat time.Duration
 }
 
-// clustered reports whether the node shares storage with peers.
-func (c Config) clustered() bool { return c.Storage != nil || c.Redis != "" }
-
 // InstanceConfig is one tenant: an Azure SignalR resource.
 type InstanceConfig struct {
 	// Name identifies the instance in logs and metrics. Required when several instances exist.
