@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -415,5 +417,103 @@ func TestLeanHijackWithoutHijacker(t *testing.T) {
 	}
 	if lw.Conn() != nil {
 		t.Fatal("Conn before a hijack")
+	}
+}
+
+// BenchmarkIdleWebSocket reports the server-side memory (heap in use + stacks) of an accepted,
+// idle WebSocket whose reader waits on its own goroutine (the HTTP handler returned), with the
+// library's default buffers and with LeanHijack. The clients are raw sockets, which cost the
+// same in both cases.
+func BenchmarkIdleWebSocket(b *testing.B) {
+	for _, lean := range []bool{false, true} {
+		name := "default"
+		if lean {
+			name = "lean"
+		}
+		b.Run(name, func(b *testing.B) {
+			const conns = 500
+			var readers sync.WaitGroup
+			var active atomic.Int64
+			waiting := make(chan struct{}, conns)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				rw := w
+				if lean {
+					rw = LeanHijack(w)
+				}
+				ws, err := websocket.Accept(rw, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+				if err != nil {
+					return
+				}
+				active.Add(1)
+				readers.Go(func() {
+					defer active.Add(-1)
+					defer ws.CloseNow()
+					first := true
+					for {
+						_, rd, err := ws.Reader(context.Background())
+						if err != nil {
+							return
+						}
+						io.Copy(io.Discard, rd)
+						if first {
+							first = false
+							waiting <- struct{}{}
+						}
+					}
+				})
+			}))
+			defer func() {
+				srv.Close()
+				readers.Wait()
+			}()
+			handshake := "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+			hello := []byte{0x81, 0x85, 1, 2, 3, 4, 'h' ^ 1, 'e' ^ 2, 'l' ^ 3, 'l' ^ 4, 'o' ^ 1} // masked "hello"
+			inUse := func() uint64 {
+				runtime.GC()
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				return ms.HeapInuse + ms.StackInuse
+			}
+			var perConn float64
+			for b.Loop() {
+				before := inUse()
+				clients := make([]net.Conn, 0, conns)
+				for range conns {
+					c, err := net.Dial("tcp", srv.Listener.Addr().String())
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := c.Write([]byte(handshake)); err != nil {
+						b.Fatal(err)
+					}
+					resp := make([]byte, 0, 256)
+					for !bytes.Contains(resp, []byte("\r\n\r\n")) {
+						buf := make([]byte, 256)
+						n, err := c.Read(buf)
+						if err != nil {
+							b.Fatal(err)
+						}
+						resp = append(resp, buf[:n]...)
+					}
+					if _, err := c.Write(hello); err != nil {
+						b.Fatal(err)
+					}
+					clients = append(clients, c)
+				}
+				for range conns {
+					<-waiting
+				}
+				after := inUse()
+				perConn = float64(int64(after)-int64(before)) / conns
+				for _, c := range clients {
+					c.Close()
+				}
+				for active.Load() > 0 { // the next round starts from the same state
+					time.Sleep(time.Millisecond)
+				}
+			}
+			b.ReportMetric(perConn, "B/conn")
+		})
 	}
 }

@@ -167,7 +167,8 @@ func (t *signalrTarget) name() string {
 	}
 	return "signalrd"
 }
-func (t *signalrTarget) pids() []int  { return append(pidList(t.procID), t.extraIDs...) }
+
+func (t *signalrTarget) pids() []int { return append(pidList(t.procID), t.extraIDs...) }
 
 // startCluster starts redis-server and two nodes sharing it (--nodes 2).
 func (t *signalrTarget) startCluster(ctx context.Context) (err error) {
