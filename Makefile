@@ -111,7 +111,7 @@ depcheck: ## check the package import rules of docs/architecture.md
 .PHONY: bench
 bench: deps-redis ## Go micro-benchmarks + the standard load suite (~4 min, two nodes need redis-server); writes docs/PERFORMANCE.md (keeping its optimization log)
 	@mkdir -p bin
-	set -o pipefail; $(GO) test -run=NONE -bench=. -benchmem -benchtime=$${BENCHTIME:-1s} ./protocol/... ./router/ ./transport/ ./storage/ | tee bin/gobench.txt
+	set -o pipefail; $(GO) test -run=NONE -bench=. -benchmem -benchtime=$${BENCHTIME:-1s} ./protocol/... ./router/ ./transport/ ./storage/ ./server/ | tee bin/gobench.txt
 	$(GO) build -o $(BIN) ./cmd/signalrd
 	$(GO) build -o bin/signalrd-bench ./cmd/signalrd-bench
 	./bin/signalrd-bench --suite --service-bin $(BIN) --gobench bin/gobench.txt --out docs/PERFORMANCE.md

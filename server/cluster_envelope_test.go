@@ -82,3 +82,34 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		_ = e.payloads()
 	})
 }
+
+// benchEnvelope is a typical fan-out: a group send of a 2 KB message in both protocols.
+func benchEnvelope() *envelope {
+	e := &envelope{Origin: "node-a", Kind: envSendGroup, Hub: "chat", Group: "room-42", ExclConns: []string{"c1"}}
+	data := make([]byte, 2048)
+	e.setPayloads(svcproto.Payloads{{Protocol: "json", Data: data}, {Protocol: "messagepack", Data: data}})
+	return e
+}
+
+func BenchmarkEnvelopeEncode(b *testing.B) {
+	e := benchEnvelope()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := encodeEnvelope(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEnvelopeDecode(b *testing.B) {
+	raw, _ := encodeEnvelope(benchEnvelope())
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		e, err := decodeEnvelope(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = e.payloads()
+	}
+}

@@ -60,6 +60,7 @@ func runConformance(t *testing.T, newBackend backend) {
 		run  func(t *testing.T, newNode func() node)
 	}{
 		{"PubSubOrderAcrossNodes", testPubSubOrder},
+		{"PublishBatch", testPublishBatch},
 		{"FanOut", testFanOut},
 		{"RefcountedUnsubscribe", testRefcountedUnsubscribe},
 		{"NamespaceIsolation", testNamespaceIsolation},
@@ -132,6 +133,42 @@ func testPubSubOrder(t *testing.T, newNode func() node) {
 		t.Fatalf("Published = %d, want >= %d", s.Published, len(want))
 	}
 	eventually(t, 5*time.Second, "Received counted", func() bool { return b.Stats().Received >= uint64(len(want)) })
+}
+
+// testPublishBatch: a batch reaches subscribers like Publish one by one, in order, on the
+// namespace it was published in, across topics; namespaces implement it too.
+func testPublishBatch(t *testing.T, newNode func() node) {
+	a, b := newNode(), newNode()
+	ns := a.Namespace("tenant")
+	inX, inY, root := newInbox(), newInbox(), newInbox()
+	defer mustSubscribe(t, b.Namespace("tenant"), "x", inX.handle).Close()
+	defer mustSubscribe(t, b.Namespace("tenant"), "y", inY.handle).Close()
+	defer mustSubscribe(t, b, "x", root.handle).Close()
+	bp, ok := ns.(Batcher)
+	if !ok {
+		t.Fatalf("%T does not implement Batcher", ns)
+	}
+	var msgs []Message
+	wantX, wantY := seq("x", 50), seq("y", 50)
+	for i := range wantX {
+		msgs = append(msgs, Message{Topic: "x", Payload: []byte(wantX[i])}, Message{Topic: "y", Payload: []byte(wantY[i])})
+	}
+	if failed, err := bp.PublishBatch(testCtx(t), msgs); failed != 0 || err != nil {
+		t.Fatalf("PublishBatch = %d, %v", failed, err)
+	}
+	if got := inX.waitN(t, len(wantX)); !slices.Equal(got, wantX) {
+		t.Fatalf("topic x:\n got %q\nwant %q", got, wantX)
+	}
+	if got := inY.waitN(t, len(wantY)); !slices.Equal(got, wantY) {
+		t.Fatalf("topic y:\n got %q\nwant %q", got, wantY)
+	}
+	mustPublish(t, a, "x", "root-only")
+	if got := root.waitN(t, 1); !slices.Equal(got, []string{"root-only"}) {
+		t.Fatalf("the root namespace got %q: a batch leaked out of its namespace", got)
+	}
+	if s := a.Stats(); s.Published < uint64(len(msgs)) {
+		t.Fatalf("Published = %d, want >= %d", s.Published, len(msgs))
+	}
 }
 
 func testFanOut(t *testing.T, newNode func() node) {
@@ -652,6 +689,7 @@ func testClosed(t *testing.T, newNode func() node) {
 	_, checks["Get"] = n.Get(ctx, "k")
 	_, checks["LiveNodes"] = n.LiveNodes(ctx)
 	_, checks["SetEntries"] = n.Namespace("x").SetEntries(ctx, "s")
+	_, checks["PublishBatch"] = n.Namespace("x").(Batcher).PublishBatch(ctx, []Message{{Topic: "c"}})
 	for op, err := range checks {
 		if !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after Close = %v, want ErrClosed", op, err)

@@ -151,6 +151,21 @@ func (v memView) Publish(ctx context.Context, topic string, payload []byte) erro
 	return nil
 }
 
+// PublishBatch implements Batcher.
+func (v memView) PublishBatch(ctx context.Context, msgs []Message) (int, error) {
+	failed := 0
+	var first error
+	for _, m := range msgs {
+		if err := v.Publish(ctx, m.Topic, m.Payload); err != nil {
+			failed++
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	return failed, first
+}
+
 func (v memView) Subscribe(ctx context.Context, topic string, h Handler) (Subscription, error) {
 	if _, err := v.lock(ctx); err != nil {
 		return nil, fmt.Errorf("storage: subscribe %q: %w", topic, err)

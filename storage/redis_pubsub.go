@@ -139,6 +139,46 @@ func (v redisView) Publish(ctx context.Context, topic string, payload []byte) er
 	return nil
 }
 
+// PublishBatch implements Batcher: the messages go out in one pipeline (one round trip per
+// Redis node), in order.
+func (v redisView) PublishBatch(ctx context.Context, msgs []Message) (int, error) {
+	c := v.c
+	if c.closed() {
+		c.stats.publishErrors.Add(uint64(len(msgs)))
+		return len(msgs), fmt.Errorf("storage: publish batch: %w", ErrClosed)
+	}
+	cmds := make([]*redis.IntCmd, len(msgs))
+	_, _ = c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, m := range msgs {
+			ch, _ := c.channel(v.ns, m.Topic)
+			if c.mode == modeCluster {
+				cmds[i] = p.SPublish(ctx, ch, m.Payload)
+			} else {
+				cmds[i] = p.Publish(ctx, ch, m.Payload)
+			}
+		}
+		return nil
+	})
+	failed := 0
+	var first error
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err != nil {
+			failed++
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	c.stats.published.Add(uint64(len(msgs) - failed))
+	if failed > 0 {
+		c.stats.publishErrors.Add(uint64(failed))
+		c.pubLoss.fail(first)
+		return failed, fmt.Errorf("storage: publish batch: %d of %d failed: %w", failed, len(msgs), first)
+	}
+	c.pubLoss.ok()
+	return 0, nil
+}
+
 func (v redisView) Subscribe(ctx context.Context, topic string, h Handler) (Subscription, error) {
 	ch, b := v.c.channel(v.ns, topic)
 	s, err := b.subscribe(ctx, ch, topic, h)

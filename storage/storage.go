@@ -52,6 +52,21 @@ type PubSub interface {
 	Subscribe(ctx context.Context, topic string, h Handler) (Subscription, error)
 }
 
+// Message is one message of a PublishBatch.
+type Message struct {
+	Topic   string
+	Payload []byte
+}
+
+// Batcher is implemented by the storages that can publish several messages in one backend round
+// trip (Memory and Redis and their namespaces). It is not part of Storage: a wrapper embedding a
+// Storage does not inherit it, so callers fall back to Publish and see the wrapper's behaviour.
+type Batcher interface {
+	// PublishBatch publishes msgs in order, as Publish would one by one, and returns how many
+	// failed (counted as Publish failures) and the first error.
+	PublishBatch(ctx context.Context, msgs []Message) (failed int, err error)
+}
+
 // Registry holds membership sets whose members expire one by one, plain keys with a TTL, and
 // the node liveness list. A ttl <= 0 means "no expiry". Expiry is measured on the backend's
 // clock (Redis's for Redis, so nodes with skewed clocks agree).

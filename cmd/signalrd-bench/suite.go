@@ -147,7 +147,7 @@ func writeMarkdown(w io.Writer, m machineInfo, cfg config, labels []string, cs [
 	p("WebSocket baseline (a child process), and the load generator with its Go app server and clients share\n")
 	p("the cores, so the load generator's own CPU caps every figure, the baseline's included. The machine may\n")
 	p("also be shared with other work while the suite runs: latencies are the most sensitive to that.\n\n")
-	p("## Commands\n\n```sh\nmake bench\n# which runs\ngo test -run=NONE -bench=. -benchmem ./protocol/... ./router/ ./transport/ ./storage/\n")
+	p("## Commands\n\n```sh\nmake bench\n# which runs\ngo test -run=NONE -bench=. -benchmem ./protocol/... ./router/ ./transport/ ./storage/ ./server/\n")
 	p("go build -o bin/signalrd ./cmd/signalrd\ngo run ./cmd/signalrd-bench --suite --service-bin bin/signalrd --gobench bin/gobench.txt --out docs/PERFORMANCE.md\n")
 	p("# one scenario, e.g.\ngo run ./cmd/signalrd-bench --scenario broadcast --connections 100 --rate 5 --baseline --service-bin bin/signalrd\n")
 	p("# the same on two nodes sharing a redis-server the tool starts\ngo run ./cmd/signalrd-bench --scenario broadcast --connections 100 --rate 5 --nodes 2 --service-bin bin/signalrd\n```\n\n")
