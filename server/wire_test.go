@@ -26,7 +26,7 @@ import (
 // vector returns the unframed bytes of a named service-protocol test vector.
 func vector(t *testing.T, name string) []byte {
 	t.Helper()
-	raw, err := os.ReadFile("../../shared/testdata/service-protocol-vectors.json")
+	raw, err := os.ReadFile("../protocol/svcproto/testdata/service-protocol-vectors.json")
 	if err != nil {
 		t.Fatalf("read vectors: %v", err)
 	}

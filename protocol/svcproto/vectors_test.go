@@ -11,8 +11,27 @@ import (
 	"testing"
 )
 
-// vectorsPath is the shared test-vector file (spec §10), beside the repository.
-const vectorsPath = "../../../shared/testdata/service-protocol-vectors.json"
+// vectorsPath is the repository's copy of the shared test-vector file (spec §10), so a checkout
+// alone runs every test; sharedVectorsPath is the original beside the repository, when present
+// (TestVectorsCopyCurrent keeps the copy identical to it).
+const (
+	vectorsPath       = "testdata/service-protocol-vectors.json"
+	sharedVectorsPath = "../../../shared/testdata/service-protocol-vectors.json"
+)
+
+func TestVectorsCopyCurrent(t *testing.T) {
+	shared, err := os.ReadFile(sharedVectorsPath)
+	if err != nil {
+		t.Skipf("no shared vectors beside the repository (%v): the copy in testdata is used as is", err)
+	}
+	copied, err := os.ReadFile(vectorsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(shared, copied) {
+		t.Fatalf("%s differs from %s: copy the shared file again", vectorsPath, sharedVectorsPath)
+	}
+}
 
 type vector struct {
 	Name        string          `json:"name"`
