@@ -126,9 +126,24 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request, in *instance, hu
 		// DELETE must not create the connection here.
 		return nil, errNoConnection
 	}
+	// The token's first use: claimed atomically, so of two nodes racing for it only one starts it.
+	won, cerr := cl.claimAs(r.Context(), t.id, false)
+	if cerr != nil {
+		cl.log.Warn("connection registry unreachable: starting the connection without recording its owner", "err", cerr)
+	} else if !won {
+		ctx, cancel := cl.storeCtx()
+		v, err := cl.store.Get(ctx, keyConn(t.id))
+		cancel()
+		if err == nil && len(v) > 0 && string(v) != cl.node && r.Header.Get(headerForwarded) == "" && cl.isLiveNow(r.Context(), string(v)) {
+			cl.forward(w, r, string(v))
+			return nil, errForwarded
+		}
+		return nil, errNoConnection
+	}
 	c := newClient(in, in.hub(hub), t.id, token)
 	c.st.negotiated = t.flags&tokenFlagStateful != 0
 	c.tokenExpires = t.expires
+	c.claimed.Store(won)
 	in.register(c)
 	return c, nil
 }
@@ -142,7 +157,7 @@ func (c *client) claimOwnership() {
 		return
 	}
 	c.claimed.Store(true)
-	if err := cl.claim(c.ctx, c.id); err != nil {
+	if _, err := cl.claimAs(c.ctx, c.id, false); err != nil {
 		cl.log.Warn("recording connection ownership failed: other nodes cannot reach this connection", "conn_id", c.id, "err", err)
 	}
 }

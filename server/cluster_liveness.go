@@ -32,15 +32,20 @@ func (cl *cluster) nodeTTL() time.Duration { return nodeTTLBeats * cl.heartbeat 
 func (cl *cluster) runLiveness(ctx context.Context) {
 	t := time.NewTicker(cl.heartbeat) // start made the first heartbeat and reading
 	defer t.Stop()
+	renewed := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			cl.leave()
 			return
-		case <-t.C:
+		case now := <-t.C:
 			cl.beat(ctx)
 			cl.refreshServers(ctx)
 			cl.checkPeers(ctx)
+			if now.Sub(renewed) >= ownershipRefresh {
+				renewed = now
+				cl.spawn(func() { cl.renewOwnership() })
+			}
 		}
 	}
 }
@@ -111,6 +116,14 @@ func (cl *cluster) afterLapse() {
 
 // reclaim records this node's open connections as its own again, after the registry lost them.
 func (cl *cluster) reclaim() {
+	if n := cl.renewOwnership(); n > 0 {
+		cl.log.Info("the registry had lost this node's connections: recorded them again", "connections", n)
+	}
+}
+
+// renewOwnership writes the ownership records of this node's open connections (with a fresh
+// TTL) and returns how many it wrote.
+func (cl *cluster) renewOwnership() int {
 	n := 0
 	for _, h := range cl.in.hubSnapshot() {
 		for _, c := range h.clientSnapshot() {
@@ -120,7 +133,7 @@ func (cl *cluster) reclaim() {
 			if err := cl.claim(c.ctx, c.id); err != nil {
 				if c.ctx.Err() == nil {
 					cl.log.Warn("recording connection ownership again failed", "err", err)
-					return
+					return n
 				}
 				continue
 			}
@@ -131,9 +144,7 @@ func (cl *cluster) reclaim() {
 			n++
 		}
 	}
-	if n > 0 {
-		cl.log.Info("the registry had lost this node's connections: recorded them again", "connections", n)
-	}
+	return n
 }
 
 // checkPeers reads the live nodes and handles the ones that died.
@@ -341,13 +352,35 @@ func (cl *cluster) remoteServers(ctx context.Context, hub string) []remoteServer
 // claim records this node as the owner of a connection (before its app server hears of it, so
 // sends from other nodes find it).
 func (cl *cluster) claim(ctx context.Context, connID string) error {
+	_, err := cl.claimAs(ctx, connID, true)
+	return err
+}
+
+// claimAs records the ownership: unconditionally (force: this node holds the connection), or
+// only when no node has (a token's first use: of two nodes racing for it, one wins). Records
+// live ownershipTTL and are renewed every ownershipRefresh while the connection lasts, so what a
+// node that vanished unseen (a whole cluster crashed) left behind is gone within a day.
+func (cl *cluster) claimAs(ctx context.Context, connID string, force bool) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	if err := cl.store.Put(ctx, keyConn(connID), []byte(cl.node), 0); err != nil {
-		return err
+	won := true
+	var err error
+	if force {
+		err = cl.store.Put(ctx, keyConn(connID), []byte(cl.node), ownershipTTL)
+	} else {
+		won, err = cl.store.PutIfAbsent(ctx, keyConn(connID), []byte(cl.node), ownershipTTL)
 	}
-	return cl.store.SetAdd(ctx, keyNodeConns(cl.node), connID, 0)
+	if err != nil || !won {
+		return false, err
+	}
+	return true, cl.store.SetAdd(ctx, keyNodeConns(cl.node), connID, ownershipTTL)
 }
+
+// Ownership records: their lifetime and how often a node renews those of its connections.
+const (
+	ownershipTTL     = 24 * time.Hour
+	ownershipRefresh = time.Hour
+)
 
 // release marks a finished connection: a tombstone until its connection token would have
 // expired anyway, so the token cannot start it again on another node. It returns once written:

@@ -1346,6 +1346,13 @@ func (s cutStorage) Put(ctx context.Context, key string, v []byte, ttl time.Dura
 	return s.Storage.Put(ctx, key, v, ttl)
 }
 
+func (s cutStorage) PutIfAbsent(ctx context.Context, key string, v []byte, ttl time.Duration) (bool, error) {
+	if err := s.err(); err != nil {
+		return false, err
+	}
+	return s.Storage.PutIfAbsent(ctx, key, v, ttl)
+}
+
 func (s cutStorage) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := s.err(); err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -67,6 +68,7 @@ func runConformance(t *testing.T, newBackend backend) {
 		{"SetTTL", testSetTTL},
 		{"SetEntries", testSetEntries},
 		{"KeyTTL", testKeyTTL},
+		{"PutIfAbsent", testPutIfAbsent},
 		{"HeartbeatLiveNodes", testHeartbeat},
 		{"SubscribeFromHandler", testSubscribeFromHandler},
 		{"SubscribeCanceled", testSubscribeCanceled},
@@ -168,6 +170,60 @@ func testPublishBatch(t *testing.T, newNode func() node) {
 	}
 	if s := a.Stats(); s.Published < uint64(len(msgs)) {
 		t.Fatalf("Published = %d, want >= %d", s.Published, len(msgs))
+	}
+}
+
+// testPutIfAbsent: one writer wins, an existing value stays, an expired one is replaced,
+// namespaces are separate, and racing writers on two nodes make exactly one winner.
+func testPutIfAbsent(t *testing.T, newNode func() node) {
+	a, b := newNode(), newNode()
+	ctx := testCtx(t)
+	put := func(s Storage, key, value string, ttl time.Duration) bool {
+		t.Helper()
+		ok, err := s.PutIfAbsent(ctx, key, []byte(value), ttl)
+		if err != nil {
+			t.Fatalf("PutIfAbsent(%q): %v", key, err)
+		}
+		return ok
+	}
+	if !put(a, "k", "first", 0) {
+		t.Fatal("PutIfAbsent on an absent key did not store")
+	}
+	if put(b, "k", "second", 0) {
+		t.Fatal("PutIfAbsent on a present key stored")
+	}
+	if v, err := b.Get(ctx, "k"); err != nil || string(v) != "first" {
+		t.Fatalf("Get after a refused PutIfAbsent = %q, %v; want first", v, err)
+	}
+	if !put(a.Namespace("other"), "k", "ns", 0) {
+		t.Fatal("PutIfAbsent in another namespace was refused")
+	}
+	if !put(a, "short", "v1", 200*time.Millisecond) {
+		t.Fatal("PutIfAbsent with a TTL did not store")
+	}
+	eventually(t, 5*time.Second, "the short key expires", func() bool {
+		_, err := a.Get(ctx, "short")
+		return errors.Is(err, ErrNotFound)
+	})
+	if !put(b, "short", "v2", 0) {
+		t.Fatal("PutIfAbsent on an expired key did not store")
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 20 {
+		n := node(a)
+		if i%2 == 1 {
+			n = b
+		}
+		wg.Go(func() {
+			if ok, err := n.PutIfAbsent(ctx, "race", []byte(strconv.Itoa(i)), 0); err == nil && ok {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d racing PutIfAbsent calls won, want 1", wins.Load())
 	}
 }
 
@@ -689,6 +745,7 @@ func testClosed(t *testing.T, newNode func() node) {
 	_, checks["Get"] = n.Get(ctx, "k")
 	_, checks["LiveNodes"] = n.LiveNodes(ctx)
 	_, checks["SetEntries"] = n.Namespace("x").SetEntries(ctx, "s")
+	_, checks["PutIfAbsent"] = n.PutIfAbsent(ctx, "k", nil, 0)
 	_, checks["PublishBatch"] = n.Namespace("x").(Batcher).PublishBatch(ctx, []Message{{Topic: "c"}})
 	for op, err := range checks {
 		if !errors.Is(err, ErrClosed) {

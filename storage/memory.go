@@ -291,6 +291,20 @@ func (v memView) Put(ctx context.Context, key string, value []byte, ttl time.Dur
 	return nil
 }
 
+func (v memView) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	now, err := v.lock(ctx)
+	if err != nil {
+		return false, fmt.Errorf("storage: put if absent: %w", err)
+	}
+	defer v.c.mu.Unlock()
+	k := joinKey(v.c.opts.Prefix, v.ns, "k", key)
+	if old, ok := v.c.values[k]; ok && !expired(old.expires, now) {
+		return false, nil
+	}
+	v.c.values[k] = memValue{slices.Clone(value), expiry(now, ttl)}
+	return true, nil
+}
+
 func (v memView) Get(ctx context.Context, key string) ([]byte, error) {
 	now, err := v.lock(ctx)
 	if err != nil {

@@ -436,6 +436,20 @@ func (v redisView) Put(ctx context.Context, key string, value []byte, ttl time.D
 	return nil
 }
 
+func (v redisView) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	if err := v.check(); err != nil {
+		return false, fmt.Errorf("storage: put if absent: %w", err)
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	ok, err := v.c.client.SetNX(ctx, v.key("k", key), value, time.Duration(ttlMillis(ttl))*time.Millisecond).Result()
+	if err != nil {
+		return false, fmt.Errorf("storage: put if absent: %w", err)
+	}
+	return ok, nil
+}
+
 func (v redisView) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := v.check(); err != nil {
 		return nil, fmt.Errorf("storage: get: %w", err)

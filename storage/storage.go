@@ -86,6 +86,9 @@ type Registry interface {
 
 	// Put stores value under key (replacing any value and expiry). It does not retain value.
 	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// PutIfAbsent stores value under key only when the key does not exist (or has expired), in
+	// one atomic step across every node; it reports whether it stored it.
+	PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
 	// Get returns a copy of key's value, or ErrNotFound.
 	Get(ctx context.Context, key string) ([]byte, error)
 	// Delete removes key; deleting an absent key is not an error.
