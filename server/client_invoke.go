@@ -66,6 +66,7 @@ func (c *client) invoke(ctx context.Context, target string, args []json.RawMessa
 	if !c.Send(frame) {
 		return hubproto.Completion{}, errConnectionClosed
 	}
+	c.traceServiceSend(frame, traceRESTServer)
 	select {
 	case comp := <-ch:
 		return comp, nil

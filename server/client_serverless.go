@@ -63,6 +63,7 @@ func (c *client) serverlessMessage(msg []byte) {
 	c.emit(ev, func(r upstream.Result) {
 		if r.Completion != nil {
 			c.Send(r.Completion)
+			c.traceServiceSend(r.Completion, traceUpstreamServer)
 		}
 	})
 }

@@ -293,8 +293,26 @@ func (q *restReq) traceSend(target string, payloads svcproto.Payloads) {
 	b.fanOut(&traceEvent{Kind: traceMessage, Instance: q.in.name, Hub: q.hubState().id, ServerID: traceRESTServer, Direction: traceServerToClient, Target: target}, payloads)
 }
 
-// traceRESTServer stands for the REST API where an app server's id would be.
-const traceRESTServer = "rest-api"
+// traceRESTServer stands for the REST API where an app server's id would be; traceUpstreamServer
+// for the service answering a serverless client (the upstream's reply, or the service's error).
+const (
+	traceRESTServer     = "rest-api"
+	traceUpstreamServer = "upstream"
+)
+
+// traceServiceSend records a message the service itself sent one client: a serverless reply, or
+// a REST :invoke invocation.
+func (c *client) traceServiceSend(frame []byte, serverID string) {
+	b := &c.in.srv.trace
+	if !b.on() {
+		return
+	}
+	binary := c.binary.Load()
+	e := &traceEvent{Kind: traceMessage, Instance: c.in.name, Hub: c.hub.id, ConnectionID: c.id, UserID: c.userID,
+		Protocol: c.protocol, ServerID: serverID, Direction: traceServerToClient, Size: len(frame), MessageType: peekFramed(frame, binary)}
+	b.capture(e, frame, binary)
+	b.publish(e)
+}
 
 // fanOut publishes one event for a send to several recipients.
 func (b *traceBus) fanOut(e *traceEvent, payloads svcproto.Payloads) {

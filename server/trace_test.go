@@ -331,3 +331,27 @@ func TestTraceRESTSends(t *testing.T) {
 		t.Fatalf("REST broadcast event = %+v", e)
 	}
 }
+
+// TestTraceServerlessReply: what the service itself answers a serverless client (here the error
+// completion for an invocation with no upstream configured) shows with server "upstream".
+func TestTraceServerlessReply(t *testing.T) {
+	t.Parallel()
+	ts := servertest.Start(t, server.Config{AdminListen: "on", TraceToken: testTraceToken, Defaults: server.Settings{Mode: server.ModeServerless}})
+	s := openTrace(t, ts, "payloads=1")
+	c := dialClient(t, ts, "chat", "alice", "json")
+	if got := string(c.read()); got != "{}\x1e" {
+		t.Fatalf("handshake response %q", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.ws.Write(ctx, websocket.MessageText, []byte(`{"type":1,"invocationId":"1","target":"hello","arguments":[]}`+"\x1e")); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(c.read()); !strings.Contains(got, `"type":3`) || !strings.Contains(got, "No upstream") {
+		t.Fatalf("reply %q, want an error completion", got)
+	}
+	e := s.expect("serverless reply", func(e traceEvent) bool { return e.Kind == "message" && e.ServerID == "upstream" })
+	if e.ConnectionID != c.id || e.UserID != "alice" || e.MessageType != "Completion" || e.Payload == nil || !strings.Contains(*e.Payload, "No upstream") {
+		t.Fatalf("serverless reply event = %+v", e)
+	}
+}
