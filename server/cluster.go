@@ -39,10 +39,11 @@ type cluster struct {
 	rpcSeq  uint64
 	pending map[uint64]pendingAsk
 
-	liveMu  sync.RWMutex
-	live    map[string]bool
-	missing map[string]int
-	lapsed  time.Time // when heartbeats started failing (zero: they succeed)
+	liveMu   sync.RWMutex
+	live     map[string]bool
+	missing  map[string]int
+	lapsed   time.Time // the last successful heartbeat before they started failing (zero: they succeed)
+	lastBeat time.Time // the last successful heartbeat
 
 	ownerMu sync.Mutex
 	owners  map[string]ownerEntry // connection owners remembered for sends (ownerForSend)
@@ -85,7 +86,7 @@ const (
 	// storeTimeout bounds one registry operation.
 	storeTimeout = 5 * time.Second
 	// publishQueue bounds the envelopes waiting for the backplane, per publisher shard.
-	publishQueue  = 8192
+	publishQueue  = 2048
 	publishShards = 16
 )
 
@@ -128,20 +129,35 @@ func (cl *cluster) start(ctx context.Context, goFn func(func())) error {
 	// read the live peers. Until its first heartbeat tick the node would otherwise take itself
 	// for alone: no app server of another node to route clients to (in Auto mode they silently
 	// became serverless clients), no peer to ask, no address for peers to forward requests to.
-	// An earlier life of this node id still counted as live (a restart within the node TTL):
-	// its peers never saw it die, so they are told now, before this life relays any client,
-	// and drop what they relayed or awaited for it (as for a death, with the `offline` ping).
-	nodes, _ := cl.store.LiveNodes(sctx)
+	// An earlier life of this node id that still counted as live, or left connections behind
+	// (a restart before its peers declared it dead): they are told now, before this life relays
+	// any client, and drop what they relayed or awaited for it (as for a death, with the
+	// `offline` ping). Each step has its own bound: a big earlier life takes a while to forget.
+	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, storeTimeout) }
+	lctx, lcancel := step()
+	nodes, _ := cl.store.LiveNodes(lctx)
+	lcancel()
 	restarted := slices.Contains(nodes, cl.node)
-	cl.forgetNode(sctx, cl.node)
-	cl.beat(sctx)
-	cl.checkPeers(sctx)
+	if cl.forgetNode(ctx, cl.node) > 0 {
+		restarted = true
+	}
+	bctx, bcancel := step()
+	cl.beat(bctx)
+	bcancel()
+	pctx, pcancel := step()
+	cl.checkPeers(pctx)
+	pcancel()
 	if restarted {
 		if b, err := encodeEnvelope(&envelope{Origin: cl.node, Kind: envNodeRestarted}); err == nil {
 			for _, n := range cl.liveNodes() {
-				if n != cl.node {
-					_ = cl.store.Publish(sctx, topicNode(n), b)
+				if n == cl.node {
+					continue
 				}
+				nctx, ncancel := step()
+				if err := cl.store.Publish(nctx, topicNode(n), b); err != nil {
+					cl.log.Warn("telling a peer this node restarted failed", "peer", n, "err", err)
+				}
+				ncancel()
 			}
 		}
 	}

@@ -106,7 +106,8 @@ func TestClusterRestartWithinTTL(t *testing.T) {
 }
 
 // TestClusterOwnerUnreachable: a membership request for a connection whose owner cannot be
-// asked is an error (the SDK throws), not "no such connection" (taken for a no-op).
+// asked is an error (the SDK throws), not "no such connection" (taken for a no-op) — unless the
+// owner is found dead meanwhile: then its connections are gone, and NotFound is the truth.
 func TestClusterOwnerUnreachable(t *testing.T) {
 	t.Parallel()
 	t.Run("owner cut off", func(t *testing.T) {
@@ -120,7 +121,8 @@ func TestClusterOwnerUnreachable(t *testing.T) {
 		waitUntil(t, "the app server sees the client", func() bool { return app.connected(id) })
 		ctx := ctxFor(t)
 		// Node B holds the client and stops answering; the registry still names it the owner
-		// (until B is found dead, which abandons the requests waiting for it).
+		// until B is found dead, which abandons the requests waiting for it: the connection is
+		// gone with its node (the app server is told `offline`).
 		cut.Store(true)
 		type result struct {
 			op  string
@@ -138,8 +140,8 @@ func TestClusterOwnerUnreachable(t *testing.T) {
 		}()
 		for range 2 {
 			r := <-res
-			if r.err != nil || r.st != svcproto.AckInternalServerError {
-				t.Errorf("%s for a client of the unreachable node = %v, %v; want InternalServerError", r.op, r.st, r.err)
+			if r.err != nil || r.st != svcproto.AckNotFound {
+				t.Errorf("%s for a client of a node found dead while asked = %v, %v; want NotFound", r.op, r.st, r.err)
 			}
 		}
 	})

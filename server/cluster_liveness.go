@@ -76,7 +76,8 @@ func (cl *cluster) beat(ctx context.Context) {
 		}
 		cl.beats = 0
 		if cl.lapsed.IsZero() {
-			cl.lapsed = now
+			// Measured from the last success: that is when this node's entry began to age.
+			cl.lapsed = cl.lastBeat
 		}
 		return
 	}
@@ -84,6 +85,7 @@ func (cl *cluster) beat(ctx context.Context) {
 		cl.spawn(cl.afterLapse)
 	}
 	cl.lapsed = time.Time{}
+	cl.lastBeat = now
 	cl.beats++
 }
 
@@ -101,7 +103,6 @@ func (cl *cluster) afterLapse() {
 	}
 	cl.relayMu.Unlock()
 	for _, r := range stubs {
-		r.link.sendControl(svcproto.CloseConnection{ConnectionID: r.id, ErrorMessage: reasonServerLost})
 		cl.dropRelay(r, true)
 	}
 	for _, h := range cl.in.hubSnapshot() {
@@ -234,7 +235,7 @@ func (cl *cluster) dropNode(node string) {
 }
 
 // forgetNode removes a node's connections and address from the registry.
-func (cl *cluster) forgetNode(ctx context.Context, node string) {
+func (cl *cluster) forgetNode(ctx context.Context, node string) int {
 	ctx, cancel := context.WithTimeout(ctx, forgetBudget)
 	defer cancel()
 	ids, err := cl.store.SetMembers(ctx, keyNodeConns(node))
@@ -242,7 +243,7 @@ func (cl *cluster) forgetNode(ctx context.Context, node string) {
 		if !errors.Is(err, context.Canceled) { // not this node stopping meanwhile
 			cl.log.Warn("cleaning up a dead node's connections failed", "peer", node, "err", err)
 		}
-		return
+		return 0
 	}
 	for _, id := range ids {
 		if v, err := cl.store.Get(ctx, keyConn(id)); err == nil && string(v) == node {
@@ -254,6 +255,7 @@ func (cl *cluster) forgetNode(ctx context.Context, node string) {
 	if len(ids) > 0 {
 		cl.log.Info("removed a dead node's connections from the registry", "peer", node, "connections", len(ids))
 	}
+	return len(ids)
 }
 
 // leave takes this node out of the cluster on shutdown, after its clients were closed.

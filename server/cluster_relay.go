@@ -235,6 +235,9 @@ func (cl *cluster) dropRelay(r *relayed, lost bool) {
 	r.link.unbindRelayed(r)
 	r.hub.released(r.link)
 	if lost {
+		// Both ends: the app server forgets the client (its OnDisconnected runs; harmless when
+		// the socket itself is gone), and the client's node closes it reconnectably.
+		r.link.sendControl(svcproto.CloseConnection{ConnectionID: r.id, ErrorMessage: reasonServerLost})
 		cl.publish(topicNode(r.node), &envelope{Kind: envServerLost, Hub: r.hub.id, Conns: []string{r.id}})
 	}
 }

@@ -147,6 +147,9 @@ func (h *hubState) askOwner(ctx context.Context, connID string, e *envelope) svc
 		return svcproto.AckNotFound
 	}
 	r, err := cl.ask(ctx, node, e)
+	if errors.Is(err, errNodeLeft) {
+		return svcproto.AckNotFound // the owner left: its connections are gone
+	}
 	if err != nil {
 		cl.log.Warn("request to the node owning a connection failed", "kind", e.Kind, "conn_id", connID, "peer", node, "err", err)
 		return svcproto.AckInternalServerError

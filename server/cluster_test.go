@@ -38,7 +38,7 @@ import (
 const (
 	clHeartbeat = 100 * time.Millisecond
 	clHub       = "chat"
-	clWait      = 5 * time.Second // bound for anything that should happen promptly
+	clWait      = 15 * time.Second // bound for anything that should happen promptly
 )
 
 // clCluster is a set of nodes sharing one storage.
