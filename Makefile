@@ -109,7 +109,7 @@ depcheck: ## check the package import rules of docs/architecture.md
 	$(GO) run ./cmd/depcheck
 
 .PHONY: bench
-bench: deps-redis ## Go micro-benchmarks + the standard load suite (~4 min, two nodes need redis-server); writes docs/PERFORMANCE.md (keeping its optimization log)
+bench: deps-redis ## Go micro-benchmarks + the standard load suite and the Azure unit searches (~6-7 min, two nodes need redis-server); writes docs/PERFORMANCE.md (keeping its optimization log)
 	@mkdir -p bin
 	set -o pipefail; $(GO) test -run=NONE -bench=. -benchmem -benchtime=$${BENCHTIME:-1s} ./protocol/... ./router/ ./transport/ ./storage/ ./server/ | tee bin/gobench.txt
 	$(GO) build -o $(BIN) ./cmd/signalrd

@@ -159,6 +159,10 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--nodes", "3"}, []string{"--nodes must be 1 or 2"}},
 		{[]string{"--nodes", "2"}, []string{"--nodes 2 needs --service-bin"}},
 		{[]string{"--nodes", "2", "--service-bin", "x", "--baseline"}, []string{"drop --baseline"}},
+		{[]string{"--scenario", "broadcast", "--connections", "10", "--senders", "2"}, nil},
+		{[]string{"--connections", "10", "--senders", "11"}, []string{"--senders must be 0..--connections"}},
+		{[]string{"--scenario", "rest-broadcast", "--senders", "1"}, []string{"--senders applies"}},
+		{[]string{"--units"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -308,7 +312,7 @@ func TestOptimizationLogPreserved(t *testing.T) {
 		t.Fatalf("no log: %q", got)
 	}
 	var md strings.Builder
-	writeMarkdown(&md, machineInfo{}, config{Warmup: time.Second, Duration: 8 * time.Second, Size: 2048, Protocol: "json"}, nil, nil, nil, "", time.Second)
+	writeMarkdown(&md, machineInfo{}, config{Warmup: time.Second, Duration: 8 * time.Second, Size: 2048, Protocol: "json"}, nil, nil, nil, unitReport{}, "", time.Second)
 	md.WriteString(optimizationLog(prev))
 	if out := md.String(); !strings.HasSuffix(out, log) || strings.Count(out, optimizationLogHeading) != 1 || strings.Contains(out, "old figures") {
 		t.Fatalf("report does not end with the kept log exactly once:\n%s", out)

@@ -35,7 +35,10 @@ type config struct {
 	Size        int
 	// Rate is messages per second per client for the client scenarios and the total request rate
 	// for the REST scenarios.
-	Rate        float64
+	Rate float64
+	// Senders is how many clients send (the first ones); 0: every client. The performance guide's
+	// broadcast has a few clients sending to all the others.
+	Senders     int
 	Duration    time.Duration
 	Warmup      time.Duration
 	Transport   string
@@ -59,6 +62,7 @@ type config struct {
 
 	// Suite mode.
 	Suite   bool
+	Units   bool // only the Azure unit searches of the suite
 	Out     string
 	GoBench string
 
@@ -79,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Connections, "connections", 100, "number of client connections")
 	fs.IntVar(&c.Size, "size", 2048, "payload bytes per message")
 	fs.Float64Var(&c.Rate, "rate", 1, "messages per second PER CLIENT (echo, broadcast, group, biggroup, connection) or TOTAL requests per second (rest-broadcast, rest-user)")
+	fs.IntVar(&c.Senders, "senders", 0, "only the first N clients send, each at --rate (0: all; client scenarios)")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured duration")
 	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "load before measuring (not counted)")
 	fs.StringVar(&c.Transport, "transport", "websockets", "client transport (the Go client speaks websockets only)")
@@ -100,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the load generator's own CPU profile (go tool pprof) to this file")
 	fs.StringVar(&c.Trace, "trace", "", "write the load generator's execution trace (go tool trace) to this file")
 	fs.BoolVar(&c.Suite, "suite", false, "run the standard suite (make bench) and write --out")
+	fs.BoolVar(&c.Units, "units", false, "only run the suite's Azure unit searches (echo and broadcast) and print them as Markdown")
 	fs.StringVar(&c.Out, "out", "", "with --suite: Markdown report to write (e.g. docs/PERFORMANCE.md)")
 	fs.StringVar(&c.GoBench, "gobench", "", "with --suite: file holding `go test -bench` output to include")
 	fs.StringVar(&c.ServeBaseline, "serve-baseline", "", "only serve the raw WebSocket baseline on this address (internal)")
@@ -120,7 +126,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 
 // validate reports every problem at once.
 func (c config) validate() error {
-	if c.ServeBaseline != "" || c.Suite {
+	if c.ServeBaseline != "" || c.Suite || c.Units {
 		return nil
 	}
 	var errs []error
@@ -134,6 +140,11 @@ func (c config) validate() error {
 	}
 	if c.Connections < 1 {
 		bad("--connections must be at least 1")
+	}
+	if c.Senders < 0 || c.Senders > c.Connections {
+		bad("--senders must be 0..--connections")
+	} else if c.Senders > 0 && (c.isREST() || c.Scenario == scIdle) {
+		bad("--senders applies to the client scenarios (not REST or idle)")
 	}
 	if c.Size < 16 || c.Size > 1<<20 {
 		bad("--size must be 16..1048576 bytes")

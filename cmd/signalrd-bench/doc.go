@@ -7,7 +7,9 @@
 // the machine can do. It measures messages/s in and out, latency percentiles from a send
 // timestamp carried in every message (a lock-free log-linear histogram: no allocation per
 // message), errors, connect rate and the target process's CPU and RSS from /proc. --suite runs
-// the standard suite of `make bench` and writes docs/PERFORMANCE.md.
+// the standard suite of `make bench` and writes docs/PERFORMANCE.md, including the search of the
+// highest echo and broadcast loads that meet the guide's criterion (p99 under 1 s), reported as the
+// Azure units they equal (units.go; --units runs only that search).
 //
 // Goroutines: one sender per client (or --rest-concurrency REST senders), the clients' own
 // reader goroutines, and the run loop, which prints a progress line every second on stderr.

@@ -67,6 +67,17 @@ func (h *histogram) Record(d time.Duration) {
 	}
 }
 
+// reset forgets everything recorded. Values recorded concurrently may be kept or lost (the runs
+// reset between phases, when nothing is recorded).
+func (h *histogram) reset() {
+	for i := range h.counts {
+		h.counts[i].Store(0)
+	}
+	h.n.Store(0)
+	h.sumUS.Store(0)
+	h.maxUS.Store(0)
+}
+
 // latencyStats are the reported figures, in milliseconds.
 type latencyStats struct {
 	Count uint64  `json:"count"`

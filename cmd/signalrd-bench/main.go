@@ -67,6 +67,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.Suite {
 		return runSuite(ctx, cfg, logger, stdout, stderr)
 	}
+	if cfg.Units {
+		return runUnits(ctx, cfg, logger, stdout, stderr)
+	}
 	var progress io.Writer
 	if cfg.Progress {
 		progress = stderr

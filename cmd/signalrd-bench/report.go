@@ -63,6 +63,9 @@ func rateText(r *result) string {
 	if r.RateUnit == "req/s total" {
 		return fmt.Sprintf("%g/s", r.Rate)
 	}
+	if r.Senders > 0 {
+		return fmt.Sprintf("%d×%g/s", r.Senders, r.Rate)
+	}
 	return fmt.Sprintf("%g/s/cl", r.Rate)
 }
 

@@ -42,16 +42,162 @@ type result struct {
 	RSSBytes     int64   `json:"rss_bytes"`
 	RSSIdleBytes int64   `json:"rss_before_clients_bytes"`
 	RSSPerClient float64 `json:"rss_per_client_bytes"`
+
+	Senders int `json:"senders,omitempty"` // clients that sent (0: all)
 }
 
 // runScenario ramps up cfg.Connections clients on t, loads them for warmup+duration and measures
 // the duration. progress (may be nil) gets a line every second.
 func runScenario(ctx context.Context, cfg config, t target, progress io.Writer) (result, error) {
-	res := result{
-		Target: t.name(), Scenario: cfg.Scenario, Protocol: cfg.Protocol, Transport: "websockets",
-		Connections: cfg.Connections, Size: cfg.Size, Rate: cfg.Rate, RateUnit: "msg/s per client", Nodes: max(cfg.Nodes, 1),
+	s := openSession(ctx, cfg, t)
+	defer s.close()
+	if err := s.grow(ctx, cfg.Connections); err != nil {
+		return s.base(cfg), err
 	}
-	if pids := t.pids(); len(pids) > 0 {
+	if len(s.live()) < cfg.Connections && cfg.Scenario == scConnection {
+		return s.base(cfg), fmt.Errorf("bench: %d of %d clients failed to connect: %v", cfg.Connections-len(s.live()), cfg.Connections, s.rec.errorSamples())
+	}
+	if err := t.prepare(ctx, s.live()); err != nil {
+		return s.base(cfg), err
+	}
+	return s.measure(ctx, cfg, progress)
+}
+
+// session is a target with clients connected to it, loaded in one or more phases (measure): a
+// single run (runScenario) or the steps of a search (runUnitSearch), which add or drop clients
+// between phases (grow, shrink) instead of reconnecting all of them for every step.
+type session struct {
+	cfg  config // the run's options (Scenario, GroupSize, DialWorkers …); a phase sets its own load
+	t    target
+	rec  *recorder
+	idle procSample // before any client
+	// conns[i] is client i (nil when it failed to connect).
+	conns []clientConn
+	// Ramp-up of the last grow.
+	connectSeconds float64
+	connected      int
+	// Watchers report clients that end during the session.
+	wctx     context.Context
+	wstop    context.CancelFunc
+	watchers sync.WaitGroup
+	errBase  uint64 // errors counted before the current phase
+	// bySend measures each phase by send time (see recorder): the unit searches.
+	bySend bool
+}
+
+func openSession(ctx context.Context, cfg config, t target) *session {
+	s := &session{cfg: cfg, t: t, rec: &recorder{}}
+	s.wctx, s.wstop = context.WithCancel(ctx)
+	s.idle = s.sample(ctx)
+	return s
+}
+
+// sample adds up the CPU time and RSS of the target's processes.
+func (s *session) sample(ctx context.Context) procSample {
+	var sum procSample
+	for _, pid := range s.t.pids() {
+		p, err := readProc(pid)
+		if err != nil {
+			s.rec.fail(ctx, "sample", err)
+		}
+		sum.CPUTicks += p.CPUTicks
+		sum.RSSBytes += p.RSSBytes
+	}
+	return sum
+}
+
+// live returns the connected clients.
+func (s *session) live() []clientConn {
+	live := make([]clientConn, 0, len(s.conns))
+	for _, c := range s.conns {
+		if c != nil {
+			live = append(live, c)
+		}
+	}
+	return live
+}
+
+// grow dials clients len(conns)..n-1 in parallel (--dial-concurrency at a time). It fails only when
+// no client at all is connected; failed dials count as errors.
+func (s *session) grow(ctx context.Context, n int) error {
+	from := len(s.conns)
+	if n <= from {
+		return nil
+	}
+	s.conns = append(s.conns, make([]clientConn, n-from)...)
+	var next atomic.Int64
+	next.Store(int64(from))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range min(s.cfg.DialWorkers, n-from) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				c, err := s.t.dial(ctx, i, s.rec)
+				if err != nil {
+					s.rec.fail(ctx, "connect", err)
+					continue
+				}
+				s.conns[i] = c
+			}
+		})
+	}
+	wg.Wait()
+	s.connectSeconds = time.Since(start).Seconds()
+	s.connected = 0
+	for i, c := range s.conns[from:] {
+		if c == nil {
+			continue
+		}
+		s.connected++
+		s.watchers.Go(func() {
+			select {
+			case <-c.done():
+				if err := c.err(); err != nil {
+					s.rec.fail(s.wctx, fmt.Sprintf("client %d closed", from+i), err)
+				}
+			case <-s.wctx.Done():
+			}
+		})
+	}
+	if len(s.live()) == 0 {
+		return fmt.Errorf("bench: no client connected: %v", s.rec.errorSamples())
+	}
+	return ctx.Err()
+}
+
+// shrink closes clients n.. (their watchers see a close without error).
+func (s *session) shrink(n int) {
+	if n >= len(s.conns) {
+		return
+	}
+	var drop []clientConn
+	for _, c := range s.conns[n:] {
+		if c != nil {
+			drop = append(drop, c)
+		}
+	}
+	closeAll(drop)
+	s.conns = s.conns[:n]
+}
+
+func (s *session) close() {
+	s.wstop()
+	s.watchers.Wait()
+	closeAll(s.live())
+}
+
+// base is a result's description of the phase cfg (before anything is measured).
+func (s *session) base(cfg config) result {
+	res := result{
+		Target: s.t.name(), Scenario: cfg.Scenario, Protocol: cfg.Protocol, Transport: "websockets",
+		Connections: cfg.Connections, Size: cfg.Size, Rate: cfg.Rate, RateUnit: "msg/s per client", Nodes: max(cfg.Nodes, 1),
+		Senders: cfg.Senders, Connected: len(s.live()), ConnectSeconds: s.connectSeconds, RSSIdleBytes: s.idle.RSSBytes,
+	}
+	if pids := s.t.pids(); len(pids) > 0 {
 		res.PID = pids[0]
 	}
 	if cfg.isREST() {
@@ -60,88 +206,39 @@ func runScenario(ctx context.Context, cfg config, t target, progress io.Writer) 
 	if cfg.Scenario == scGroup || cfg.Scenario == scBigGroup {
 		res.GroupSize = cfg.GroupSize
 	}
-	rec := &recorder{}
-	sample := func() procSample {
-		var sum procSample
-		for _, pid := range t.pids() {
-			s, err := readProc(pid)
-			if err != nil {
-				rec.fail(ctx, "sample", err)
-			}
-			sum.CPUTicks += s.CPUTicks
-			sum.RSSBytes += s.RSSBytes
-		}
-		return sum
+	if s.connectSeconds > 0 {
+		res.ConnectRate = float64(s.connected) / s.connectSeconds
 	}
-	idle := sample()
-	res.RSSIdleBytes = idle.RSSBytes
+	return res
+}
 
-	// Ramp-up: dial in parallel.
-	conns := make([]clientConn, cfg.Connections)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range min(cfg.DialWorkers, cfg.Connections) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= cfg.Connections || ctx.Err() != nil {
-					return
-				}
-				c, err := t.dial(ctx, i, rec)
-				if err != nil {
-					rec.fail(ctx, "connect", err)
-					continue
-				}
-				conns[i] = c
-			}
-		})
-	}
-	wg.Wait()
-	res.ConnectSeconds = time.Since(start).Seconds()
-	live := conns[:0:0]
+// measure loads the first cfg.Connections clients at cfg.Rate (cfg.Senders of them when set) for
+// cfg.Warmup + cfg.Duration and measures the duration; the latencies are those of this phase.
+// progress (may be nil) gets a line every second.
+func (s *session) measure(ctx context.Context, cfg config, progress io.Writer) (result, error) {
+	res := s.base(cfg)
+	rec := s.rec
+	conns := s.conns[:min(cfg.Connections, len(s.conns))]
+	live := 0
 	for _, c := range conns {
 		if c != nil {
-			live = append(live, c)
+			live++
 		}
 	}
-	res.Connected = len(live)
-	if res.ConnectSeconds > 0 {
-		res.ConnectRate = float64(len(live)) / res.ConnectSeconds
-	}
-	defer closeAll(live)
-	if len(live) == 0 {
-		return res, fmt.Errorf("bench: no client connected: %v", rec.errorSamples())
-	}
-	if len(live) < len(conns) && cfg.Scenario == scConnection {
-		return res, fmt.Errorf("bench: %d of %d clients failed to connect: %v", len(conns)-len(live), len(conns), rec.errorSamples())
-	}
-	if err := t.prepare(ctx, live); err != nil {
-		return res, err
-	}
+	res.Connected = live
+	rec.hist.reset()
 
 	// Load.
 	lctx, stopLoad := context.WithCancel(ctx)
 	var senders sync.WaitGroup
-	startSenders(lctx, cfg, t, conns, rec, &senders)
-	for i, c := range live {
-		senders.Go(func() {
-			select {
-			case <-c.done():
-				if err := c.err(); err != nil {
-					rec.fail(lctx, fmt.Sprintf("client %d closed", i), err)
-				}
-			case <-lctx.Done():
-			}
-		})
-	}
+	startSenders(lctx, ctx, cfg, s.t, conns, rec, &senders)
 
 	// The loop polls every 20 ms: it switches from warmup to measuring, ends the run and prints
 	// progress once a second.
 	poll := time.NewTicker(20 * time.Millisecond)
 	defer poll.Stop()
 	phaseStart := time.Now()
-	last, lastAt, lastProc := rec.snapshot(), phaseStart, sample()
+	last, lastAt, lastProc := rec.snapshot(), phaseStart, s.sample(ctx)
 	measuring := false
 	var m0 counts
 	var p0 procSample
@@ -157,30 +254,42 @@ loop:
 		now := time.Now()
 		if !measuring && now.Sub(phaseStart) >= cfg.Warmup {
 			measuring, phaseStart = true, now
-			m0, p0 = rec.snapshot(), sample()
+			if s.bySend {
+				// The window opens a little ahead so that no sender holds a later stamp yet.
+				phaseStart = now.Add(sendWindowLead)
+				rec.openSendWindow(phaseStart.UnixNano())
+				time.Sleep(sendWindowLead)
+			}
+			m0, p0 = rec.snapshot(), s.sample(ctx)
 			rec.measuring.Store(true)
 		} else if measuring && now.Sub(phaseStart) >= cfg.Duration {
 			rec.measuring.Store(false)
-			m1, p1 := rec.snapshot(), sample()
-			secs := now.Sub(phaseStart).Seconds()
+			end := now
+			if s.bySend {
+				end = sendWindowEnd(phaseStart, now.Add(sendWindowLead), cfg)
+				rec.closeSendWindow(end.UnixNano())
+				time.Sleep(time.Until(end))
+			}
+			m1, p1 := rec.snapshot(), s.sample(ctx)
+			secs := end.Sub(phaseStart).Seconds()
 			res.Seconds = secs
 			res.Sent, res.Received, res.Expected = m1.sent-m0.sent, m1.received-m0.received, m1.expected-m0.expected
 			res.InPerSec, res.OutPerSec = float64(res.Sent)/secs, float64(res.Received)/secs
 			res.CPUPercent, res.RSSBytes = cpuPercent(p0, p1, secs), p1.RSSBytes
-			if idle.RSSBytes > 0 {
-				res.RSSPerClient = float64(p1.RSSBytes-idle.RSSBytes) / float64(len(live))
+			if s.idle.RSSBytes > 0 && live > 0 {
+				res.RSSPerClient = float64(p1.RSSBytes-s.idle.RSSBytes) / float64(live)
 			}
 			break loop
 		}
 		if dt := now.Sub(lastAt).Seconds(); dt >= 1 {
-			cur, proc := rec.snapshot(), sample()
+			cur, proc := rec.snapshot(), s.sample(ctx)
 			if progress != nil {
 				phase := "warmup"
 				if measuring {
 					phase = "measure"
 				}
 				fmt.Fprintf(progress, "[%s %s] %s %2.0fs conns=%d in=%.0f/s out=%.0f/s p99=%.1fms errors=%d cpu=%.0f%% rss=%.1fMB\n",
-					t.name(), cfg.Scenario, phase, now.Sub(phaseStart).Seconds(), len(live),
+					s.t.name(), cfg.Scenario, phase, now.Sub(phaseStart).Seconds(), live,
 					float64(cur.sent-last.sent)/dt, float64(cur.received-last.received)/dt, rec.hist.Snapshot().P99,
 					cur.errors, cpuPercent(lastProc, proc, dt), float64(proc.RSSBytes)/(1<<20))
 			}
@@ -189,16 +298,76 @@ loop:
 	}
 	stopLoad()
 	senders.Wait()
+	if s.bySend {
+		// What was sent in the window and is still on its way counts when it arrives.
+		s.settleWindow(ctx)
+		rec.stopSendWindow()
+		res.Sent, res.Expected, res.Received = rec.sentWin.Load(), rec.expectedWin.Load(), rec.receivedWin.Load()
+		res.InPerSec, res.OutPerSec = float64(res.Sent)/res.Seconds, float64(res.Received)/res.Seconds
+	}
 	res.Latency = rec.hist.Snapshot()
-	res.Errors = rec.errors.Load()
-	res.ErrorText = rec.errorSamples()
+	errs := rec.errors.Load()
+	res.Errors = errs - s.errBase
+	s.errBase = errs
+	res.ErrorText = rec.takeErrorSamples()
 	return res, nil
 }
 
-// startSenders starts the message sources: one goroutine per client, or cfg.RESTWorkers posting
-// goroutines sharing the total rate. Each source starts at a random phase of its interval so the
-// clients do not send in lock step.
-func startSenders(ctx context.Context, cfg config, t target, conns []clientConn, rec *recorder, wg *sync.WaitGroup) {
+// sendWindowLead is how far ahead of the clock a send window opens and closes (bySend).
+const sendWindowLead = 20 * time.Millisecond
+
+// sendWindowEnd is the end of a send window opened at start that closes at the earliest at
+// earliest: a whole number of the senders' interval after start, so that each sender, paced at a
+// fixed interval, sends the same number of messages in any such window whatever its phase (with a
+// few senders, as in broadcast, one message more or less would move the rates by percents).
+func sendWindowEnd(start, earliest time.Time, cfg config) time.Time {
+	if cfg.isREST() || cfg.Rate <= 0 {
+		return earliest
+	}
+	interval := time.Duration(float64(time.Second) / cfg.Rate) // as pace gets it
+	if interval <= 0 {
+		return earliest
+	}
+	k := (earliest.Sub(start) + interval - 1) / interval
+	return start.Add(k * interval)
+}
+
+// settleWindow waits for the deliveries of the messages sent in the window: until all arrived, or
+// none arrived for 500 ms, or for 3 s (a message later than that is far past Azure's 1 s).
+func (s *session) settleWindow(ctx context.Context) {
+	deadline := time.Now().Add(3 * time.Second)
+	last, lastChange := s.rec.receivedWin.Load(), time.Now()
+	for time.Now().Before(deadline) && ctx.Err() == nil && s.rec.receivedWin.Load() < s.rec.expectedWin.Load() {
+		time.Sleep(20 * time.Millisecond)
+		if cur := s.rec.receivedWin.Load(); cur != last {
+			last, lastChange = cur, time.Now()
+		} else if time.Since(lastChange) >= 500*time.Millisecond {
+			return
+		}
+	}
+}
+
+// settle waits until no message has arrived for quiet (at most max): what a phase left in flight
+// is delivered before the next one starts.
+func (s *session) settle(ctx context.Context, quiet, max time.Duration) {
+	deadline := time.Now().Add(max)
+	last, lastChange := s.rec.received.Load(), time.Now()
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(quiet / 4)
+		if cur := s.rec.received.Load(); cur != last {
+			last, lastChange = cur, time.Now()
+		} else if time.Since(lastChange) >= quiet {
+			return
+		}
+	}
+}
+
+// startSenders starts the message sources: one goroutine per client (per sender with cfg.Senders),
+// or cfg.RESTWorkers posting goroutines sharing the total rate. Each source starts at a random phase
+// of its interval so the clients do not send in lock step. They stop when stop ends; a send under
+// way then completes (it takes ctx: cancelling a WebSocket write mid-frame closes the connection,
+// which a session's next phase still needs).
+func startSenders(stop, ctx context.Context, cfg config, t target, conns []clientConn, rec *recorder, wg *sync.WaitGroup) {
 	if cfg.Scenario == scIdle {
 		return
 	}
@@ -208,7 +377,7 @@ func startSenders(ctx context.Context, cfg config, t target, conns []clientConn,
 		interval := time.Duration(float64(time.Second) * float64(workers) / cfg.Rate)
 		for range workers {
 			wg.Go(func() {
-				pace(ctx, interval, func() {
+				pace(stop, interval, func() {
 					i := int(next.Add(1)-1) % cfg.Connections
 					if conns[i] == nil {
 						return
@@ -225,16 +394,20 @@ func startSenders(ctx context.Context, cfg config, t target, conns []clientConn,
 	}
 	interval := time.Duration(float64(time.Second) / cfg.Rate)
 	for i, c := range conns {
+		if cfg.Senders > 0 && i >= cfg.Senders {
+			break
+		}
 		if c == nil {
 			continue
 		}
 		wg.Go(func() {
-			pace(ctx, interval, func() {
-				if err := c.send(ctx, time.Now().UnixNano()); err != nil {
+			pace(stop, interval, func() {
+				ts := time.Now().UnixNano()
+				if err := c.send(ctx, ts); err != nil {
 					rec.fail(ctx, "send", err)
 					return
 				}
-				rec.sentOne(cfg.fanout(i))
+				rec.sentAt(ts, cfg.fanout(i))
 			})
 		})
 	}
