@@ -92,6 +92,9 @@ func (i *interest) wait(ctx context.Context, topic string) {
 	select {
 	case <-ready:
 	case <-ctx.Done():
+		if i.cl.in.srv.ctx.Err() == nil {
+			i.cl.log.Warn("gave up waiting for a backplane subscription: messages on it may be missed", "topic", topic, "err", ctx.Err())
+		}
 	}
 }
 

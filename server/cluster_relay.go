@@ -122,7 +122,9 @@ func (c *client) closeRelay(rt *relayTarget, reason string, frame []byte) {
 	defer cancel()
 	if err := cl.publishWait(ctx, topicNode(rt.node), &envelope{Kind: envRelayClose, Hub: c.hub.id, Conns: []string{c.id}, Text: reason, Data: frame}); err != nil {
 		cl.stats.lost.Add(1)
-		cl.log.Warn("telling the app node a relayed client closed failed", "conn_id", c.id, "peer", rt.node, "err", err)
+		if cl.in.srv.ctx.Err() == nil { // not this node stopping (its peers hear it left)
+			cl.log.Warn("telling the app node a relayed client closed failed", "conn_id", c.id, "peer", rt.node, "err", err)
+		}
 	}
 }
 
