@@ -400,3 +400,36 @@ func BenchmarkWake(b *testing.B) {
 		d.Wait()
 	})
 }
+
+// TestDrainNoLostWakeup: frames pushed while the drain goroutine is parking are still written,
+// without a later push or Close to wake it (a lost wake-up would strand them in the outbox).
+func TestDrainNoLostWakeup(t *testing.T) {
+	t.Parallel()
+	for round := range 200 {
+		o := NewOutbox(0)
+		var written atomic.Int32
+		w := writerFunc(func(frames [][]byte) error {
+			written.Add(int32(len(frames)))
+			if round%2 == 0 {
+				runtime.Gosched()
+			}
+			return nil
+		})
+		d := o.Attach(t.Context(), w, DrainOptions{})
+		const producers, each = 4, 25
+		var wg sync.WaitGroup
+		for range producers {
+			wg.Go(func() {
+				for range each {
+					o.Push([]byte("x"))
+					runtime.Gosched()
+				}
+			})
+		}
+		wg.Wait()
+		eventually(t, fmt.Sprintf("round %d: every frame written without a later push", round), func() bool {
+			return written.Load() == producers*each
+		})
+		d.Stop()
+	}
+}
