@@ -13,6 +13,7 @@ import (
 	"github.com/signalrd/signalrd/e2e/jsclient"
 	"github.com/signalrd/signalrd/sdk/appserver"
 	"github.com/signalrd/signalrd/server/servertest"
+	"github.com/signalrd/signalrd/storage/redistest"
 )
 
 // streamer broadcasts "tick"(src, seq) to every client of the hub, seq = 0, 1, 2, ..., from an
@@ -123,7 +124,7 @@ func checkStream(t *testing.T, who string, s *streamer, got []int64, from, n int
 // Publishes that failed during the outage are counted in signalrd_backplane_lost_total.
 func TestChaosRedisRestart(t *testing.T) {
 	t.Parallel()
-	rp := startRedisProc(t)
+	rp := redistest.Start(t)
 	c := startNodes(t, rp.URL(), 2, clusterHeartbeatOutages)
 	appA, logsA := soApp(t, c.connStr(1, ""), newStack(), 1)
 	appB, logsB := soApp(t, c.connStr(2, ""), newStack(), 1)
@@ -243,7 +244,7 @@ func lastTick(g *goClient, src string) int64 {
 // offline and hears that its clients are gone, and the registry forgets the node's connections.
 func TestChaosNodeKilled(t *testing.T) {
 	t.Parallel()
-	rp := startRedisProc(t)
+	rp := redistest.Start(t)
 	for _, crash := range []bool{false, true} {
 		name := map[bool]string{false: "stopped", true: "crashed"}[crash]
 		t.Run(name, func(t *testing.T) {
@@ -253,7 +254,7 @@ func TestChaosNodeKilled(t *testing.T) {
 	}
 }
 
-func testNodeKilled(t *testing.T, rp *redisProc, crash bool) {
+func testNodeKilled(t *testing.T, rp *redistest.Server, crash bool) {
 	// Node 2 reaches Redis through a proxy that can cut it off.
 	link := startProxy(t, rp.Addr())
 	c := startNodes(t, rp.URL(), 3, clusterHeartbeat, map[int]string{2: "redis://" + link.Addr()})
@@ -362,7 +363,7 @@ func testNodeKilled(t *testing.T, rp *redisProc, crash bool) {
 	}
 	// The registry no longer names node 2 as the owner of its connections (a crashed node's
 	// are removed by the first live node once it is declared dead).
-	admin := redisAdmin(t, rp.Addr())
+	admin := redistest.Admin(t, rp.Addr())
 	waitFor(t, 10*time.Second, "node 2's connections to leave the registry", func() bool {
 		for _, v := range victims {
 			keys, err := admin.Keys(ctx, c.prefix+":*c/"+ids[v.name]).Result()

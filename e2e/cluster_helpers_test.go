@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -14,16 +13,12 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/signalrd/signalrd/auth"
 	"github.com/signalrd/signalrd/protocol/hubproto"
@@ -36,191 +31,6 @@ import (
 // Scale-out helpers: real redis-server processes (standalone and a 3-master Redis Cluster),
 // signalrd nodes sharing them, a front that routes a client's negotiate and transport
 // requests to chosen nodes (no stickiness), and Go clients connected straight to one node.
-
-// redisProc is a redis-server a test started on a free loopback port, without persistence
-// (a restart loses every key, as a crash of a cache-only Redis does); t.Cleanup kills it.
-type redisProc struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	port int
-	args []string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// redisBinary finds redis-server; the scale-out tests fail (never skip) without it, as the
-// storage tests do.
-func redisBinary(t testing.TB) string {
-	t.Helper()
-	p, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server not found on PATH: the scale-out tests need a real Redis (>= 7). Run `make deps` " +
-			"(or `make deps-redis`), which installs Debian's redis-server package.")
-	}
-	return p
-}
-
-func freeLoopbackPort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startRedisProc starts redis-server with extra config arguments ("--name", "value", ...).
-func startRedisProc(t testing.TB, extra ...string) *redisProc {
-	t.Helper()
-	r := &redisProc{t: t, bin: redisBinary(t), dir: t.TempDir(), args: extra}
-	var err error
-	for range 3 { // another process may take the free port between probe and bind
-		r.port = freeLoopbackPort(t)
-		if err = r.start(); err == nil {
-			t.Cleanup(r.Stop)
-			return r
-		}
-	}
-	t.Fatalf("redis-server did not start: %v", err)
-	return nil
-}
-
-func (r *redisProc) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
-func (r *redisProc) URL() string  { return "redis://" + r.Addr() }
-
-func (r *redisProc) start() error {
-	logPath := filepath.Join(r.dir, "redis.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", r.dir, "--daemonize", "no", "--loglevel", "warning"}, r.args...)
-	cmd := exec.Command(r.bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if redisPing(r.Addr()) {
-			r.mu.Lock()
-			r.cmd, r.done = cmd, done
-			r.mu.Unlock()
-			return nil
-		}
-		select {
-		case <-done:
-			log, _ := os.ReadFile(logPath)
-			return fmt.Errorf("redis-server exited on port %d: %s", r.port, bytes.TrimSpace(log))
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-done
-			return fmt.Errorf("redis-server on port %d not answering PING", r.port)
-		}
-	}
-}
-
-// Start restarts a stopped server on the same port (empty: no persistence).
-func (r *redisProc) Start() {
-	r.t.Helper()
-	if err := r.start(); err != nil {
-		r.t.Fatal(err)
-	}
-}
-
-// Stop kills the server (SIGKILL, like a crash) and waits for it to exit.
-func (r *redisProc) Stop() {
-	r.mu.Lock()
-	cmd, done := r.cmd, r.done
-	r.cmd = nil
-	r.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-done
-}
-
-func redisPing(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, "+PONG")
-}
-
-// redisAdmin is a plain go-redis client for inspecting a server.
-func redisAdmin(t testing.TB, addr string) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-// redisClusterProcs is three redis-server masters in cluster mode, slots split evenly and
-// assigned by hand (CLUSTER ADDSLOTSRANGE, MEET), as storage/cluster_test.go builds it.
-type redisClusterProcs struct {
-	nodes []*redisProc
-	admin []*redis.Client
-}
-
-func startRedisClusterProcs(t *testing.T) *redisClusterProcs {
-	t.Helper()
-	const slots = 16384
-	c := &redisClusterProcs{}
-	ctx := ctxT(t)
-	var busPorts []int
-	for i := range 3 {
-		bus := freeLoopbackPort(t)
-		srv := startRedisProc(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "3000", "--cluster-port", strconv.Itoa(bus))
-		admin := redisAdmin(t, srv.Addr())
-		if err := admin.ClusterAddSlotsRange(ctx, i*slots/3, (i+1)*slots/3-1).Err(); err != nil {
-			t.Fatal(err)
-		}
-		c.nodes, c.admin = append(c.nodes, srv), append(c.admin, admin)
-		busPorts = append(busPorts, bus)
-	}
-	for i := 1; i < 3; i++ {
-		if err := c.admin[0].Do(ctx, "CLUSTER", "MEET", "127.0.0.1", c.nodes[i].port, busPorts[i]).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitFor(t, 15*time.Second, "the Redis Cluster to form", func() bool {
-		for _, a := range c.admin {
-			info, err := a.ClusterInfo(ctx).Result()
-			if err != nil || !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_known_nodes:3") {
-				return false
-			}
-		}
-		return true
-	})
-	return c
-}
-
-// URL lists every master, the form signalrd takes for a Redis Cluster.
-func (c *redisClusterProcs) URL() string {
-	var addrs []string
-	for _, n := range c.nodes {
-		addrs = append(addrs, n.Addr())
-	}
-	return "redis://" + strings.Join(addrs, ",")
-}
 
 // waitFor polls cond every 10 ms until it holds or timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {

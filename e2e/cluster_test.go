@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/signalrd/signalrd/e2e/jsclient"
+	"github.com/signalrd/signalrd/storage/redistest"
 )
 
 // TestClusterOfficialClients runs official JS clients against a 3-node cluster sharing one
@@ -18,7 +19,7 @@ import (
 // server over the backplane, negotiate and connection never share a node, SSE sends and long
 // polls are forwarded to the owning node half the time, and every fan-out crosses nodes.
 func TestClusterOfficialClients(t *testing.T) {
-	redis := startRedisProc(t)
+	redis := redistest.Start(t)
 	for _, v := range variants {
 		t.Run(v.String(), func(t *testing.T) {
 			t.Parallel()
@@ -192,7 +193,7 @@ func countMsgText(d *jsclient.Driver, conn, msg string) int {
 // and user sends cross nodes exactly once.
 func TestClusterRedisCluster(t *testing.T) {
 	t.Parallel()
-	rc := startRedisClusterProcs(t)
+	rc := redistest.StartCluster(t)
 	c := startNodes(t, rc.URL(), 2, clusterHeartbeat)
 	st := newStack()
 	soApp(t, c.connStr(1, ""), st, 2)
@@ -264,7 +265,7 @@ func TestClusterRedisCluster(t *testing.T) {
 	// pub/sub.
 	masters := 0
 	groupChannels := 0
-	for i, a := range rc.admin {
+	for i, a := range rc.Admin {
 		shard, err := a.PubSubShardChannels(ctx, "*").Result()
 		if err != nil {
 			t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/signalrd/signalrd/storage/redistest"
 )
 
 // BenchmarkPublishReceive measures one message published by one node and handed to a
@@ -17,7 +19,7 @@ func BenchmarkPublishReceive(b *testing.B) {
 		defer m.Close()
 		benchPubSub(b, m, m, false)
 	})
-	srv := startRedis(b)
+	srv := redistest.Start(b)
 	newNode := func(b *testing.B) *Redis {
 		r, err := NewRedis(context.Background(), RedisOptions{Options: Options{Prefix: "bench"}, URL: srv.URL()})
 		if err != nil {

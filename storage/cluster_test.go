@@ -6,70 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/signalrd/signalrd/storage/redistest"
 )
-
-// redisCluster is three redis-server masters in cluster mode on loopback, slots split evenly
-// (0-5460, 5461-10922, 10923-16383), built by hand with CLUSTER ADDSLOTSRANGE and MEET.
-type redisCluster struct {
-	nodes []*redisServer
-	admin []*redis.Client
-	ids   []string
-}
-
-func startCluster(t *testing.T) *redisCluster {
-	t.Helper()
-	c := &redisCluster{}
-	ctx := testCtx(t)
-	var busPorts []int
-	for i := range 3 {
-		bus := freePort(t)
-		srv := startRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "3000", "--cluster-port", strconv.Itoa(bus))
-		admin := adminClient(t, srv.Addr())
-		lo, hi := i*clusterSlots/3, (i+1)*clusterSlots/3-1
-		if err := admin.ClusterAddSlotsRange(ctx, lo, hi).Err(); err != nil {
-			t.Fatal(err)
-		}
-		id, err := admin.ClusterMyID(ctx).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.nodes, c.admin, c.ids = append(c.nodes, srv), append(c.admin, admin), append(c.ids, id)
-		busPorts = append(busPorts, bus)
-	}
-	for i := 1; i < 3; i++ {
-		err := c.admin[0].Do(ctx, "CLUSTER", "MEET", "127.0.0.1", c.nodes[i].port, busPorts[i]).Err()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	eventually(t, 15*time.Second, "the cluster to form", func() bool {
-		for _, a := range c.admin {
-			info, err := a.ClusterInfo(ctx).Result()
-			if err != nil || !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_known_nodes:3") {
-				return false
-			}
-		}
-		return true
-	})
-	return c
-}
-
-func (c *redisCluster) URL() string {
-	var addrs []string
-	for _, n := range c.nodes {
-		addrs = append(addrs, n.Addr())
-	}
-	return "redis://" + strings.Join(addrs, ",")
-}
-
-// master is the index of the node owning slot.
-func (c *redisCluster) master(slot uint16) int { return int(slot) * 3 / clusterSlots }
 
 func TestRedisCluster(t *testing.T) {
 	t.Parallel()
-	cl := startCluster(t)
+	cl := redistest.StartCluster(t)
 
 	// The slot migration below changes the cluster under every user, so it runs after the
 	// group of parallel subtests has finished.
@@ -81,7 +23,7 @@ func TestRedisCluster(t *testing.T) {
 	})
 }
 
-func testClusterShared(t *testing.T, cl *redisCluster) {
+func testClusterShared(t *testing.T, cl *redistest.Cluster) {
 	t.Run("Conformance", func(t *testing.T) {
 		t.Parallel()
 		runConformance(t, func(t *testing.T) func() node {
@@ -96,7 +38,7 @@ func testClusterShared(t *testing.T, cl *redisCluster) {
 		prefix := uniquePrefix(t)
 		a := newTestRedis(t, RedisOptions{Options: Options{Prefix: prefix}, URL: cl.URL()})
 		// One node given a single address: detected as a Cluster seed.
-		b := newTestRedis(t, RedisOptions{Options: Options{Prefix: prefix}, URL: cl.nodes[1].URL()})
+		b := newTestRedis(t, RedisOptions{Options: Options{Prefix: prefix}, URL: cl.Nodes[1].URL()})
 		if a.c.mode != modeCluster || b.c.mode != modeCluster {
 			t.Fatalf("modes %v, %v; want cluster", a.c.mode, b.c.mode)
 		}
@@ -111,12 +53,12 @@ func testClusterShared(t *testing.T, cl *redisCluster) {
 			name := "topic-" + strconv.Itoa(i)
 			ch, _ := a.c.channel("", name)
 			slot := keySlot(ch)
-			m := cl.master(slot)
+			m := cl.Master(slot)
 			if perMaster[m] == 2 {
 				continue
 			}
 			perMaster[m]++
-			if got, err := cl.admin[0].ClusterKeySlot(ctx, ch).Result(); err != nil || got != int64(slot) {
+			if got, err := cl.Admin[0].ClusterKeySlot(ctx, ch).Result(); err != nil || got != int64(slot) {
 				t.Fatalf("CLUSTER KEYSLOT %q = %d, %v; keySlot says %d", ch, got, err, slot)
 			}
 			topics = append(topics, topicAt{name, ch, m})
@@ -128,7 +70,7 @@ func testClusterShared(t *testing.T, cl *redisCluster) {
 			defer mustSubscribe(t, b, tp.name, func(string, []byte) {}).Close() // refcounted: no second SSUBSCRIBE
 		}
 		for i, tp := range topics {
-			for j, admin := range cl.admin {
+			for j, admin := range cl.Admin {
 				shard, err := admin.PubSubShardNumSub(ctx, tp.channel).Result()
 				if err != nil {
 					t.Fatal(err)
@@ -178,7 +120,7 @@ func testClusterShared(t *testing.T, cl *redisCluster) {
 
 // testClusterSlotMigration moves the slot of a subscribed topic to another master: Redis
 // SUNSUBSCRIBEs the subscriber, which resubscribes on the new owner by itself.
-func testClusterSlotMigration(t *testing.T, cl *redisCluster) {
+func testClusterSlotMigration(t *testing.T, cl *redistest.Cluster) {
 	{
 		ctx := testCtx(t)
 		prefix := uniquePrefix(t)
@@ -186,7 +128,7 @@ func testClusterSlotMigration(t *testing.T, cl *redisCluster) {
 		b := newTestRedis(t, RedisOptions{Options: Options{Prefix: prefix}, URL: cl.URL()})
 		ch, _ := a.c.channel("", "migrating")
 		slot := keySlot(ch)
-		from := cl.master(slot)
+		from := cl.Master(slot)
 		to := (from + 1) % 3
 		in := newInbox()
 		defer mustSubscribe(t, b, "migrating", in.handle).Close()
@@ -199,14 +141,14 @@ func testClusterSlotMigration(t *testing.T, cl *redisCluster) {
 			node int
 			args []any
 		}{
-			{to, []any{"CLUSTER", "SETSLOT", s, "IMPORTING", cl.ids[from]}},
-			{from, []any{"CLUSTER", "SETSLOT", s, "MIGRATING", cl.ids[to]}},
-			{to, []any{"CLUSTER", "SETSLOT", s, "NODE", cl.ids[to]}},
-			{from, []any{"CLUSTER", "SETSLOT", s, "NODE", cl.ids[to]}},
-			{3 - from - to, []any{"CLUSTER", "SETSLOT", s, "NODE", cl.ids[to]}},
+			{to, []any{"CLUSTER", "SETSLOT", s, "IMPORTING", cl.IDs[from]}},
+			{from, []any{"CLUSTER", "SETSLOT", s, "MIGRATING", cl.IDs[to]}},
+			{to, []any{"CLUSTER", "SETSLOT", s, "NODE", cl.IDs[to]}},
+			{from, []any{"CLUSTER", "SETSLOT", s, "NODE", cl.IDs[to]}},
+			{3 - from - to, []any{"CLUSTER", "SETSLOT", s, "NODE", cl.IDs[to]}},
 		}
 		for _, st := range steps {
-			if err := cl.admin[st.node].Do(ctx, st.args...).Err(); err != nil {
+			if err := cl.Admin[st.node].Do(ctx, st.args...).Err(); err != nil {
 				t.Fatalf("%v on node %d: %v", st.args, st.node, err)
 			}
 		}
@@ -222,7 +164,7 @@ func testClusterSlotMigration(t *testing.T, cl *redisCluster) {
 			return false
 		})
 		eventually(t, 5*time.Second, "the subscription to live on the new master", func() bool {
-			n, err := cl.admin[to].PubSubShardNumSub(ctx, ch).Result()
+			n, err := cl.Admin[to].PubSubShardNumSub(ctx, ch).Result()
 			return err == nil && n[ch] == 1
 		})
 		if s := b.Stats(); s.Resubscribes == 0 {

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/signalrd/signalrd/storage/redistest"
 )
 
 // node is one signalrd node's view of a backend.
@@ -30,7 +32,7 @@ func memoryBackend(t *testing.T) func() node {
 	return func() node { return m }
 }
 
-func redisBackend(srv *redisServer) backend {
+func redisBackend(srv *redistest.Server) backend {
 	return func(t *testing.T) func() node {
 		prefix := uniquePrefix(t)
 		return func() node {
@@ -51,7 +53,7 @@ func TestConformanceMemory(t *testing.T) {
 
 func TestConformanceRedis(t *testing.T) {
 	t.Parallel()
-	runConformance(t, redisBackend(startRedis(t)))
+	runConformance(t, redisBackend(redistest.Start(t)))
 }
 
 // runConformance is the one body both backends must pass.

@@ -1,20 +1,11 @@
 package storage
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,135 +19,6 @@ func TestMain(m *testing.M) {
 	// tests cause hundreds. Tests are the program here, so they install the adapter.
 	redis.SetLogger(GoRedisLogger{Logger: slog.New(slog.DiscardHandler)})
 	goleak.VerifyTestMain(m)
-}
-
-// redisServer is a redis-server process a test started on a free loopback port, without
-// persistence; it is killed by t.Cleanup.
-type redisServer struct {
-	t     testing.TB
-	bin   string
-	dir   string
-	port  int
-	first []string // before the generated arguments (a config file, --sentinel)
-	args  []string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func redisBinary(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s not found on PATH: the storage tests need a real Redis (>= 7). Run `make deps` "+
-			"(or `make deps-redis`), which installs Debian's redis-server package.", name)
-	}
-	return p
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startRedis starts redis-server with extra config arguments ("--name", "value", ...).
-func startRedis(t testing.TB, extra ...string) *redisServer {
-	t.Helper()
-	s := &redisServer{t: t, bin: redisBinary(t, "redis-server"), dir: t.TempDir(), args: extra}
-	var err error
-	for range 3 { // another process may take the free port between probe and bind
-		s.port = freePort(t)
-		if err = s.start(); err == nil {
-			t.Cleanup(s.Stop)
-			return s
-		}
-	}
-	t.Fatalf("redis-server did not start: %v", err)
-	return nil
-}
-
-func (s *redisServer) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
-func (s *redisServer) URL() string  { return "redis://" + s.Addr() }
-
-func (s *redisServer) start() error {
-	logPath := filepath.Join(s.dir, "redis.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	args := append(slices.Clone(s.first),
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", s.dir, "--daemonize", "no", "--loglevel", "warning")
-	args = append(args, s.args...)
-	cmd := exec.Command(s.bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if pingRaw(s.Addr()) {
-			s.mu.Lock()
-			s.cmd, s.done = cmd, done
-			s.mu.Unlock()
-			return nil
-		}
-		select {
-		case <-done:
-			log, _ := os.ReadFile(logPath)
-			return fmt.Errorf("redis-server exited on port %d: %s", s.port, bytes.TrimSpace(log))
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-done
-			return fmt.Errorf("redis-server on port %d not answering PING", s.port)
-		}
-	}
-}
-
-// Start restarts a stopped server on the same port.
-func (s *redisServer) Start() {
-	s.t.Helper()
-	if err := s.start(); err != nil {
-		s.t.Fatal(err)
-	}
-}
-
-// Stop kills the server (like a crash: no clean shutdown) and waits for it to exit.
-func (s *redisServer) Stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-done
-}
-
-func pingRaw(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, "+PONG")
 }
 
 func uniquePrefix(t testing.TB) string {

@@ -3,15 +3,13 @@ package storage
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/signalrd/signalrd/storage/redistest"
 )
 
 func TestParseRedisURL(t *testing.T) {
@@ -156,17 +154,11 @@ func newTestRedis(t *testing.T, opts RedisOptions) *Redis {
 	return r
 }
 
-func adminClient(t *testing.T, addr string) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
 // TestRedisKeyLayout pins the documented key and channel names (operators grep for them, ACLs
 // match them) and shows every key carries the deployment prefix.
 func TestRedisKeyLayout(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	r := newTestRedis(t, RedisOptions{Options: Options{Prefix: "layout"}, URL: srv.URL()})
 	ctx := testCtx(t)
 	tenant := r.Namespace("ten:ant")
@@ -182,7 +174,7 @@ func TestRedisKeyLayout(t *testing.T) {
 	must(tenant.Heartbeat(ctx, "node1", time.Minute))
 	defer mustSubscribe(t, tenant, "hub:all", func(string, []byte) {}).Close()
 
-	admin := adminClient(t, srv.Addr())
+	admin := redistest.Admin(t, srv.Addr())
 	keys, err := admin.Keys(ctx, "*").Result()
 	must(err)
 	slices.Sort(keys)
@@ -206,10 +198,10 @@ func TestRedisKeyLayout(t *testing.T) {
 // TestRedisOneSubscriptionPerNode: local subscribers of a topic share one Redis subscription.
 func TestRedisOneSubscriptionPerNode(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	opts := RedisOptions{Options: Options{Prefix: uniquePrefix(t)}, URL: srv.URL()}
 	a, b := newTestRedis(t, opts), newTestRedis(t, opts)
-	admin := adminClient(t, srv.Addr())
+	admin := redistest.Admin(t, srv.Addr())
 	ctx := testCtx(t)
 	ch, _ := b.c.channel("", "shared")
 	numsub := func() int64 {
@@ -237,7 +229,7 @@ func TestRedisOneSubscriptionPerNode(t *testing.T) {
 
 func TestNewRedisUnreachable(t *testing.T) {
 	t.Parallel()
-	port := freePort(t) // nothing listens there any more
+	port := redistest.FreePort(t) // nothing listens there any more
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -256,7 +248,7 @@ func TestNewRedisUnreachable(t *testing.T) {
 // TestRedisRestart is the chaos test: redis-server is killed mid-stream and restarted.
 func TestRedisRestart(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	log, logs := bufferLogger()
 	opts := RedisOptions{Options: Options{Prefix: uniquePrefix(t), Logger: log}, URL: srv.URL(), HealthCheck: 200 * time.Millisecond}
 	pub, subNode := newTestRedis(t, opts), newTestRedis(t, opts)
@@ -362,12 +354,12 @@ func TestRedisRestart(t *testing.T) {
 // server pauses every client) is detected and replaced.
 func TestRedisHealthCheck(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	r := newTestRedis(t, RedisOptions{URL: srv.URL(), HealthCheck: 100 * time.Millisecond})
 	in := newInbox()
 	defer mustSubscribe(t, r, "hc", in.handle).Close()
 	ctx := testCtx(t)
-	if err := adminClient(t, srv.Addr()).Do(ctx, "CLIENT", "PAUSE", "1200", "ALL").Err(); err != nil {
+	if err := redistest.Admin(t, srv.Addr()).Do(ctx, "CLIENT", "PAUSE", "1200", "ALL").Err(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "the silent connection to be replaced", func() bool { return r.Stats().ReceiveErrors > 0 })
@@ -380,7 +372,7 @@ func TestRedisHealthCheck(t *testing.T) {
 // instead of growing memory or stalling the connection.
 func TestRedisDeliveryBuffer(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	r := newTestRedis(t, RedisOptions{Options: Options{DeliveryBuffer: 100}, URL: srv.URL()})
 	release := make(chan struct{})
 	got := newInbox()
@@ -404,7 +396,7 @@ func TestRedisDeliveryBuffer(t *testing.T) {
 // TestRedisSentinel runs a master and one sentinel and connects through the sentinel.
 func TestRedisSentinel(t *testing.T) {
 	t.Parallel()
-	master := startRedis(t)
+	master := redistest.Start(t)
 	sentinel := startSentinel(t, master, "mymaster")
 	prefix := uniquePrefix(t)
 	a := newTestRedis(t, RedisOptions{Options: Options{Prefix: prefix}, URL: "redis-sentinel://" + sentinel.Addr() + "/mymaster"})
@@ -424,28 +416,12 @@ func TestRedisSentinel(t *testing.T) {
 	mustPublish(t, a, "t", "via-sentinel")
 	in.waitN(t, 1)
 	// The data really is on the master.
-	if n, err := adminClient(t, master.Addr()).Exists(ctx, prefix+"::k:k").Result(); err != nil || n != 1 {
+	if n, err := redistest.Admin(t, master.Addr()).Exists(ctx, prefix+"::k:k").Result(); err != nil || n != 1 {
 		t.Fatalf("key on master: %d, %v", n, err)
 	}
 }
 
-func startSentinel(t *testing.T, master *redisServer, name string) *redisServer {
+func startSentinel(t *testing.T, master *redistest.Server, name string) *redistest.Server {
 	t.Helper()
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "sentinel.conf")
-	cfg := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 5000\n", name, master.port, name)
-	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := &redisServer{t: t, bin: redisBinary(t, "redis-server"), dir: dir, first: []string{conf, "--sentinel"}}
-	var err error
-	for range 3 {
-		s.port = freePort(t)
-		if err = s.start(); err == nil {
-			t.Cleanup(s.Stop)
-			return s
-		}
-	}
-	t.Fatalf("redis sentinel did not start: %v", err)
-	return nil
+	return redistest.StartSentinel(t, fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 5000\n", name, master.Port(), name))
 }
