@@ -148,23 +148,35 @@ func (cl *cluster) start(ctx context.Context, goFn func(func())) error {
 	cl.checkPeers(pctx)
 	pcancel()
 	if restarted {
-		if b, err := encodeEnvelope(&envelope{Origin: cl.node, Kind: envNodeRestarted}); err == nil {
-			for _, n := range cl.liveNodes() {
-				if n == cl.node {
-					continue
-				}
-				nctx, ncancel := step()
-				if err := cl.store.Publish(nctx, topicNode(n), b); err != nil {
-					cl.log.Warn("telling a peer this node restarted failed", "peer", n, "err", err)
-				}
-				ncancel()
-			}
-		}
+		cl.tellPeers(ctx, cl.liveNodes(), envNodeRestarted, func(peer string, err error) {
+			cl.log.Warn("telling a peer this node restarted failed", "peer", peer, "err", err)
+		})
 	}
 	cl.pub.start(ctx, goFn)
 	cl.interest.start(ctx, goFn)
 	goFn(func() { cl.runLiveness(ctx) })
 	return nil
+}
+
+// tellPeers publishes a notice about this node (restarted, left) on each peer's topic, directly:
+// the publisher is not running yet at start and has stopped at leave. failed, when set, hears
+// of each publish that failed.
+func (cl *cluster) tellPeers(ctx context.Context, peers []string, kind envKind, failed func(peer string, err error)) {
+	b, err := encodeEnvelope(&envelope{Origin: cl.node, Kind: kind})
+	if err != nil {
+		return
+	}
+	for _, n := range peers {
+		if n == cl.node {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		err := cl.store.Publish(pctx, topicNode(n), b)
+		cancel()
+		if err != nil && failed != nil {
+			failed(n, err)
+		}
+	}
 }
 
 // publish queues an envelope for the backplane without waiting; when the queue is full it is

@@ -111,12 +111,8 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request, in *instance, hu
 		err = storage.ErrNotFound
 	}
 	switch {
-	case err == nil && len(v) > 0 && string(v) != cl.node && cl.isLiveNow(r.Context(), string(v)):
-		if r.Header.Get(headerForwarded) != "" {
-			return nil, errNoConnection // the registry and the forwarding peer disagree: never loop
-		}
-		cl.forward(w, r, string(v))
-		return nil, errForwarded
+	case err == nil && cl.ownedElsewhere(r, v):
+		return nil, cl.forwardOnce(w, r, string(v))
 	case err == nil, time.Now().After(t.expires):
 		// Owned by this node but finished, owned by a dead node, a tombstone, or expired.
 		return nil, errNoConnection
@@ -134,9 +130,8 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request, in *instance, hu
 		ctx, cancel := cl.storeCtx()
 		v, err := cl.store.Get(ctx, keyConn(t.id))
 		cancel()
-		if err == nil && len(v) > 0 && string(v) != cl.node && r.Header.Get(headerForwarded) == "" && cl.isLiveNow(r.Context(), string(v)) {
-			cl.forward(w, r, string(v))
-			return nil, errForwarded
+		if err == nil && cl.ownedElsewhere(r, v) {
+			return nil, cl.forwardOnce(w, r, string(v))
 		}
 		return nil, errNoConnection
 	}
@@ -149,6 +144,22 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request, in *instance, hu
 }
 
 var errNoConnection = errors.New("server: no connection with that id")
+
+// ownedElsewhere reports whether an ownership record (owner) names another live node.
+func (cl *cluster) ownedElsewhere(r *http.Request, owner []byte) bool {
+	return len(owner) > 0 && string(owner) != cl.node && cl.isLiveNow(r.Context(), string(owner))
+}
+
+// forwardOnce proxies a request to the node owning its connection and returns errForwarded,
+// unless a peer forwarded it here already: the registry and that peer disagree, and a request
+// is never forwarded twice (errNoConnection).
+func (cl *cluster) forwardOnce(w http.ResponseWriter, r *http.Request, owner string) error {
+	if r.Header.Get(headerForwarded) != "" {
+		return errNoConnection
+	}
+	cl.forward(w, r, owner)
+	return errForwarded
+}
 
 // claimOwnership records this node as the connection's owner when its first transport starts.
 func (c *client) claimOwnership() {

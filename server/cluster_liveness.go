@@ -271,13 +271,7 @@ func (cl *cluster) leave() {
 	_ = cl.store.RemoveNode(ctx, cl.node)
 	// Tell the peers (the publisher has stopped: publish directly), after leaving the live
 	// nodes so that none of them adds this node back from the registry.
-	if b, err := encodeEnvelope(&envelope{Origin: cl.node, Kind: envNodeLeft}); err == nil {
-		for _, n := range peers {
-			if n != cl.node {
-				_ = cl.store.Publish(ctx, topicNode(n), b)
-			}
-		}
-	}
+	cl.tellPeers(ctx, peers, envNodeLeft, nil)
 	for _, h := range cl.in.hubSnapshot() {
 		// Only the servers connected here: serverIDs would also read the other nodes' servers
 		// with the server's context, which is over by now (a warning at every shutdown).
