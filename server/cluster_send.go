@@ -160,12 +160,19 @@ func (h *hubState) askOwner(ctx context.Context, connID string, e *envelope) svc
 	return svcproto.AckOK
 }
 
-// userJoinGroup adds a user (its current and future connections) to a group. A cluster stores
-// the membership once, with its TTL, and tells every node that has a connection of the user.
+// userJoinGroup adds a user (its current and future connections) to a group: on this node at
+// once, then elsewhere (userJoinGroupElsewhere).
 func (h *hubState) userJoinGroup(ctx context.Context, user, group string, ttl time.Duration) {
+	h.conn.UserJoinGroup(user, group, ttl)
+	h.userJoinGroupElsewhere(ctx, user, group, ttl)
+}
+
+// userJoinGroupElsewhere is the cluster's part of a user join (nothing on a lone node): the
+// membership is stored once, with its TTL, and every node with a connection of the user applies
+// it (this one included, which then waits for the group's subscription like the others).
+func (h *hubState) userJoinGroupElsewhere(ctx context.Context, user, group string, ttl time.Duration) {
 	cl := h.cl()
 	if cl == nil {
-		h.conn.UserJoinGroup(user, group, ttl)
 		return
 	}
 	var exp int64
@@ -181,11 +188,16 @@ func (h *hubState) userJoinGroup(ctx context.Context, user, group string, ttl ti
 	cl.askAll(ctx, &envelope{Kind: envUserJoin, Hub: h.id, User: user, Group: group, Expires: exp})
 }
 
-// userLeaveGroup removes a user from a group ("" every group) on every node.
+// userLeaveGroup removes a user from a group ("" every group): here at once, then elsewhere.
 func (h *hubState) userLeaveGroup(ctx context.Context, user, group string) {
+	h.conn.UserLeaveGroup(user, group)
+	h.userLeaveGroupElsewhere(ctx, user, group)
+}
+
+// userLeaveGroupElsewhere is the cluster's part of a user leave (nothing on a lone node).
+func (h *hubState) userLeaveGroupElsewhere(ctx context.Context, user, group string) {
 	cl := h.cl()
 	if cl == nil {
-		h.conn.UserLeaveGroup(user, group)
 		return
 	}
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)

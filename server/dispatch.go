@@ -46,11 +46,11 @@ func (l *link) dispatch(m svcproto.Message) {
 	case svcproto.LeaveGroup:
 		l.onConn(m.ConnectionID, func(ctx context.Context) { hs.leaveGroup(ctx, m.ConnectionID, m.Group) })
 	case svcproto.UserJoinGroup:
-		hs.conn.UserJoinGroup(m.UserID, m.Group, ttlOf(m.Ext)) // local members at once, in link order
-		l.later(func(ctx context.Context) { hs.userJoinGroup(ctx, m.UserID, m.Group, ttlOf(m.Ext)) })
+		hs.conn.UserJoinGroup(m.UserID, m.Group, ttlOf(m.Ext)) // this node's members at once, in link order
+		l.later(func(ctx context.Context) { hs.userJoinGroupElsewhere(ctx, m.UserID, m.Group, ttlOf(m.Ext)) })
 	case svcproto.UserLeaveGroup:
 		hs.conn.UserLeaveGroup(m.UserID, m.Group)
-		l.later(func(ctx context.Context) { hs.userLeaveGroup(ctx, m.UserID, m.Group) })
+		l.later(func(ctx context.Context) { hs.userLeaveGroupElsewhere(ctx, m.UserID, m.Group) })
 	case svcproto.JoinGroupWithAck:
 		l.onConn(m.ConnectionID, func(ctx context.Context) { l.ackStatus(m.AckID, hs.joinGroup(ctx, m.ConnectionID, m.Group), m.Ext) })
 	case svcproto.LeaveGroupWithAck:
@@ -58,13 +58,13 @@ func (l *link) dispatch(m svcproto.Message) {
 	case svcproto.UserJoinGroupWithAck:
 		hs.conn.UserJoinGroup(m.UserID, m.Group, ttlOf(m.Ext))
 		l.later(func(ctx context.Context) {
-			hs.userJoinGroup(ctx, m.UserID, m.Group, ttlOf(m.Ext))
+			hs.userJoinGroupElsewhere(ctx, m.UserID, m.Group, ttlOf(m.Ext))
 			l.ack(m.AckID, true, m.Ext)
 		})
 	case svcproto.UserLeaveGroupWithAck:
 		hs.conn.UserLeaveGroup(m.UserID, m.Group)
 		l.later(func(ctx context.Context) {
-			hs.userLeaveGroup(ctx, m.UserID, m.Group)
+			hs.userLeaveGroupElsewhere(ctx, m.UserID, m.Group)
 			l.ack(m.AckID, true, m.Ext)
 		})
 	case svcproto.CheckUserInGroupWithAck:
